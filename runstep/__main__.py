@@ -1,0 +1,5 @@
+"""``python -m runstep`` is the ``runstep`` command."""
+
+from runstep.cli import app
+
+app()

@@ -1,0 +1,1 @@
+"""HTTP: one thin router per resource, the error handlers, and server-sent events."""

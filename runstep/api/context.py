@@ -1,0 +1,48 @@
+"""Per-request context: the authenticated project and the process's shared runtime."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from runstep.config import Settings
+from runstep.services.keys import Authenticator
+from runstep.store.db import Database
+
+
+@dataclass
+class Runtime:
+    """What one process shares between requests, built once in the app's lifespan."""
+
+    settings: Settings
+    db: Database
+    authenticator: Authenticator
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    db: Database
+    project_id: str
+    runtime: Runtime
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def request_context(request: Request) -> RequestContext:
+    """Authenticate the caller; every route but health depends on this."""
+    runtime = runtime_of(request)
+    client = request.client.host if request.client else None
+    project_id = await runtime.authenticator.project_for(_bearer_token(request), client)
+    return RequestContext(db=runtime.db, project_id=project_id, runtime=runtime)
+
+
+Context = Annotated[RequestContext, Depends(request_context)]

@@ -1,0 +1,65 @@
+"""``create_app()``: the routers, the error handlers, and the lifespan that owns the store."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from runstep import __version__
+from runstep.api import assistants, errors, health, messages, threads
+from runstep.api.context import Runtime
+from runstep.config import Settings
+from runstep.services.keys import Authenticator, active_key_count
+from runstep.store import migrate
+from runstep.store.db import Database
+
+log = logging.getLogger("runstep")
+
+
+async def open_database(settings: Settings) -> Database:
+    """Connect; on the embedded default (SQLite) bring the schema up to date first."""
+    db = Database(settings.resolved_database_url)
+    if db.is_sqlite:
+        await migrate.upgrade(db.engine)
+    elif await migrate.current_revision(db.engine) != migrate.head_revision():
+        await db.close()
+        raise RuntimeError("The database schema is not up to date: run `runstep migrate` first.")
+    return db
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    db = await open_database(settings)
+    open_mode = not settings.api_keys and await active_key_count(db) == 0
+    if open_mode:
+        log.warning(
+            "No API keys configured: accepting any bearer token from loopback clients, "
+            "all in one default project. Set RUNSTEP_API_KEYS or run `runstep keys create`."
+        )
+    authenticator = Authenticator(db, settings.api_keys, open_mode)
+    return Runtime(settings=settings, db=db, authenticator=authenticator)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI application for ``settings`` (read from the environment when omitted)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.db.close()
+
+    app = FastAPI(
+        title="Runstep",
+        version=__version__,
+        summary="A self-hosted OpenAI Assistants API v2 server.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, assistants, threads, messages):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,113 @@
+"""The ``runstep`` command: serve, migrate, and manage API keys."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from runstep.config import Settings
+from runstep.services import keys as key_service
+from runstep.store import migrate as migrations
+from runstep.store.db import Database
+
+app = typer.Typer(help="Runstep: a self-hosted OpenAI Assistants API v2 server.", no_args_is_help=True)
+keys_app = typer.Typer(help="Issue, list and revoke API keys (each key is its own project).")
+app.add_typer(keys_app, name="keys")
+console = Console()
+T = TypeVar("T")
+
+
+def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``action`` against a migrated database, then close it."""
+
+    async def main() -> T:
+        db = Database(settings.resolved_database_url)
+        try:
+            await migrations.upgrade(db.engine)
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the HTTP server (API under /v1)."""
+    from runstep.app import create_app
+
+    settings = Settings.from_env(host=host, port=port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not key_service.is_loopback(host) and not settings.api_keys:
+        if settings.is_sqlite:
+            _with_database(settings, lambda db: asyncio.sleep(0))
+        if _count_keys(settings) == 0:
+            console.print(f"[red]Refusing to bind {host} without API keys.[/red] Set RUNSTEP_API_KEYS "
+                          "or run `runstep keys create --name NAME`.")
+            raise typer.Exit(code=2)
+    console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+def _count_keys(settings: Settings) -> int:
+    async def count() -> int:
+        db = Database(settings.resolved_database_url)
+        try:
+            return await key_service.active_key_count(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(count())
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run from several machines at once)."""
+    settings = Settings.from_env()
+    _with_database(settings, lambda db: asyncio.sleep(0))
+    console.print(f"Database at revision {migrations.head_revision()}: {_safe_url(settings)}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")],
+    project: Annotated[str | None, typer.Option(help="Add the key to this existing project.")] = None,
+) -> None:
+    """Issue a key. It is shown once; only its hash is stored."""
+    issued = _with_database(
+        Settings.from_env(), lambda db: key_service.create_key(db, name, project)
+    )
+    console.print(f"key id:  {issued.id}\nproject: {issued.project_id}")
+    typer.echo(issued.key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List stored keys (never their secrets)."""
+    rows = _with_database(Settings.from_env(), key_service.list_keys)
+    table = Table("id", "project", "name", "ends with", "created", "revoked")
+    for row in rows:
+        table.add_row(row["id"], row["project_id"], row["name"], row["hint"],
+                      str(row["created_at"]), str(row["revoked_at"] or ""))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_...).")]) -> None:
+    """Revoke a stored key; requests with it fail from then on."""
+    _with_database(Settings.from_env(), lambda db: key_service.revoke_key(db, key_id))
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,73 @@
+"""Settings from ``RUNSTEP_*`` environment variables, built once and passed down."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("runstep", appauthor=False))
+
+
+def _split_keys(raw: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one Runstep process."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    run_expiry_seconds: int = 600
+    poll_after_ms: int = 200
+    upstream_base_url: str | None = None
+    upstream_api_key: str | None = None
+    upstream_timeout_seconds: float = 60.0
+    upstream_max_retries: int = 3
+    upstream_retry_base_seconds: float = 0.5
+    worker_concurrency: int = 64
+    run_worker: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, or a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'runstep.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read ``RUNSTEP_*`` variables; keyword overrides (from CLI flags) win."""
+        env = os.environ if env is None else env
+        settings = cls()
+        readers: dict[str, tuple[str, type]] = {
+            "RUNSTEP_DATA_DIR": ("data_dir", Path),
+            "RUNSTEP_DATABASE_URL": ("database_url", str),
+            "RUNSTEP_RUN_EXPIRY_SECONDS": ("run_expiry_seconds", int),
+            "RUNSTEP_POLL_AFTER_MS": ("poll_after_ms", int),
+            "RUNSTEP_UPSTREAM_BASE_URL": ("upstream_base_url", str),
+            "RUNSTEP_UPSTREAM_API_KEY": ("upstream_api_key", str),
+            "RUNSTEP_UPSTREAM_TIMEOUT_SECONDS": ("upstream_timeout_seconds", float),
+            "RUNSTEP_UPSTREAM_MAX_RETRIES": ("upstream_max_retries", int),
+            "RUNSTEP_UPSTREAM_RETRY_BASE_SECONDS": ("upstream_retry_base_seconds", float),
+            "RUNSTEP_WORKER_CONCURRENCY": ("worker_concurrency", int),
+        }
+        values: dict[str, object] = {}
+        for variable, (name, kind) in readers.items():
+            if env.get(variable):
+                values[name] = kind(env[variable])
+        if env.get("RUNSTEP_API_KEYS"):
+            values["api_keys"] = _split_keys(env["RUNSTEP_API_KEYS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(settings, **values)  # type: ignore[arg-type]

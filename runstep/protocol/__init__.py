@@ -1,0 +1,1 @@
+"""Wire models mirroring the official Assistants API v2 schemas. Imports nothing else of ours."""

@@ -1,0 +1,73 @@
+"""Assistants: create, modify and delete (reads go through ``services.common``)."""
+
+from typing import Any
+
+from runstep import ids
+from runstep.errors import NotFound
+from runstep.protocol.assistants import AssistantObject, CreateAssistantRequest, ModifyAssistantRequest
+from runstep.protocol.common import deleted_object
+from runstep.protocol.tools import response_format_wire, tools_wire
+from runstep.services.common import get_or_404, now
+from runstep.services.resources import tool_resources_wire
+from runstep.store.collections import ASSISTANTS
+from runstep.store.db import Database
+
+KIND = "assistant"
+
+
+def _apply(obj: dict[str, Any], request: ModifyAssistantRequest | CreateAssistantRequest) -> None:
+    """Copy the fields the request set onto the wire object."""
+    given = request.model_fields_set
+    for name in ("model", "name", "description", "instructions", "reasoning_effort"):
+        if name in given and (name != "model" or request.model is not None):
+            obj[name] = getattr(request, name)
+    if "tools" in given:
+        obj["tools"] = tools_wire(request.tools or [])
+    if "tool_resources" in given:
+        obj["tool_resources"] = tool_resources_wire(request.tool_resources, obj["tool_resources"])
+    if "metadata" in given:
+        obj["metadata"] = request.metadata or {}
+    if "temperature" in given:
+        obj["temperature"] = 1.0 if request.temperature is None else request.temperature
+    if "top_p" in given:
+        obj["top_p"] = 1.0 if request.top_p is None else request.top_p
+    if "response_format" in given:
+        obj["response_format"] = response_format_wire(request.response_format)
+
+
+async def create(db: Database, project_id: str, request: CreateAssistantRequest) -> dict[str, Any]:
+    obj = AssistantObject(
+        id=ids.new_id(ids.ASSISTANT),
+        created_at=now(),
+        name=None,
+        description=None,
+        model=request.model,
+        instructions=None,
+        tools=[],
+        tool_resources={},
+        metadata={},
+        temperature=1.0,
+        top_p=1.0,
+        response_format="auto",
+    ).wire()
+    _apply(obj, request)
+    async with db.write() as conn:
+        await ASSISTANTS.insert(conn, project_id, obj)
+    return obj
+
+
+async def modify(
+    db: Database, project_id: str, assistant_id: str, request: ModifyAssistantRequest
+) -> dict[str, Any]:
+    async with db.write() as conn:
+        obj = await get_or_404(conn, ASSISTANTS, KIND, project_id, assistant_id, for_update=True)
+        _apply(obj, request)
+        await ASSISTANTS.replace(conn, project_id, obj)
+    return obj
+
+
+async def delete(db: Database, project_id: str, assistant_id: str) -> dict[str, Any]:
+    async with db.write() as conn:
+        if not await ASSISTANTS.delete(conn, project_id, assistant_id):
+            raise NotFound.object(KIND, assistant_id)
+    return deleted_object(assistant_id, "assistant.deleted")

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, queries and Alembic migrations (the only SQL importer)."""

@@ -1,0 +1,8 @@
+"""One ``ObjectTable`` per kind of stored API object."""
+
+from runstep.store import tables
+from runstep.store.objects import ObjectTable
+
+ASSISTANTS = ObjectTable(tables.assistants)
+THREADS = ObjectTable(tables.threads)
+MESSAGES = ObjectTable(tables.messages)

@@ -1,0 +1,96 @@
+"""Shared fixtures: fresh databases on both stores, and a real server process per store."""
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+from runstep.services.keys import create_key
+from runstep.store.db import Database
+from tests.support import databases
+from tests.support.asyncio_bridge import run_sync
+from tests.support.server import ServerProcess
+from tests.support.validating_client import client as validating_client
+
+BACKENDS = ["sqlite", "postgresql"]
+STATIC_KEY = "sk-static-test-key"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> None:
+    databases.prepare_postgres_template()
+
+
+def _fresh_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        url = databases.sqlite_url(directory)
+        databases.migrate_sync(url)
+        return url
+    request.getfixturevalue("postgres_template")
+    url = databases.create_postgres_database()
+    request.addfinalizer(lambda: databases.drop_postgres_database(url))
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated, empty database on each store."""
+    return _fresh_database(request.param, tmp_path, request)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.close()
+
+
+@dataclass
+class RunningServer:
+    process: ServerProcess
+    database_url: str
+    backend: str
+
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
+
+    def new_key(self) -> str:
+        """A stored key in a new project: a clean tenant for one test."""
+
+        async def issue() -> str:
+            database = Database(self.database_url)
+            try:
+                return (await create_key(database, "test")).key
+            finally:
+                await database.close()
+
+        return run_sync(issue())
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A real ``runstep serve`` process, one per store, shared by the session."""
+    directory = tmp_path_factory.mktemp(f"server-{request.param}")
+    url = _fresh_database(request.param, directory, request)
+    env = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": url,
+           "RUNSTEP_API_KEYS": STATIC_KEY}
+    process = ServerProcess(env=env, log_path=directory / "server.log").start()
+    yield RunningServer(process, url, request.param)
+    process.stop()
+
+
+@pytest.fixture
+def api_key(server: RunningServer) -> str:
+    return server.new_key()
+
+
+@pytest.fixture
+def client(server: RunningServer, api_key: str) -> Iterator[openai.OpenAI]:
+    """The official client, as a fresh tenant, validating every response against the spec."""
+    with validating_client(server.base_url, api_key) as official:
+        yield official
