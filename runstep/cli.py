@@ -1,8 +1,10 @@
 """The ``runstep`` command: serve, migrate, and manage API keys."""
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -15,7 +17,9 @@ from runstep.services import keys as key_service
 from runstep.store import migrate as migrations
 from runstep.store.db import Database
 
-app = typer.Typer(help="Runstep: a self-hosted OpenAI Assistants API v2 server.", no_args_is_help=True)
+app = typer.Typer(
+    help="Runstep: a self-hosted OpenAI Assistants API v2 server.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Issue, list and revoke API keys (each key is its own project).")
 app.add_typer(keys_app, name="keys")
 console = Console()
@@ -45,13 +49,17 @@ def serve(
     from runstep.app import create_app
 
     settings = Settings.from_env(host=host, port=port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not key_service.is_loopback(host) and not settings.api_keys:
         if settings.is_sqlite:
             _with_database(settings, lambda db: asyncio.sleep(0))
         if _count_keys(settings) == 0:
-            console.print(f"[red]Refusing to bind {host} without API keys.[/red] Set RUNSTEP_API_KEYS "
-                          "or run `runstep keys create --name NAME`.")
+            console.print(
+                f"[red]Refusing to bind {host} without API keys.[/red] Set RUNSTEP_API_KEYS "
+                "or run `runstep keys create --name NAME`."
+            )
             raise typer.Exit(code=2)
     console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
@@ -85,7 +93,9 @@ def migrate() -> None:
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")],
-    project: Annotated[str | None, typer.Option(help="Add the key to this existing project.")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Add the key to this existing project.")
+    ] = None,
 ) -> None:
     """Issue a key. It is shown once; only its hash is stored."""
     issued = _with_database(
@@ -96,14 +106,30 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
     """List stored keys (never their secrets)."""
     rows = _with_database(Settings.from_env(), key_service.list_keys)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table("id", "project", "name", "ends with", "created", "revoked")
     for row in rows:
-        table.add_row(row["id"], row["project_id"], row["name"], row["hint"],
-                      str(row["created_at"]), str(row["revoked_at"] or ""))
+        revoked = _when(row["revoked_at"]) if row["revoked_at"] else ""
+        table.add_row(
+            row["id"],
+            row["project_id"],
+            row["name"],
+            "…" + row["hint"],
+            _when(row["created_at"]),
+            revoked,
+        )
     console.print(table)
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @keys_app.command("revoke")

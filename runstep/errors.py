@@ -1,14 +1,14 @@
 """The one exception tree of Runstep, mapped once to the OpenAI error envelope.
 
-    APIError                       any error a client should see
-    ├── InvalidRequest        400  invalid_request_error
-    ├── Unauthenticated       401  invalid_request_error (code invalid_api_key)
-    ├── NotFound              404  invalid_request_error
-    ├── Conflict              409  invalid_request_error
-    ├── PayloadTooLarge       413  invalid_request_error
-    ├── RateLimited           429  rate_limit_exceeded (optional Retry-After)
-    ├── InternalError         500  server_error
-    └── Unavailable           503  server_error
+APIError                       any error a client should see
+├── InvalidRequest        400  invalid_request_error
+├── Unauthenticated       401  invalid_request_error (code invalid_api_key)
+├── NotFound              404  invalid_request_error
+├── Conflict              409  invalid_request_error
+├── PayloadTooLarge       413  invalid_request_error
+├── RateLimited           429  rate_limit_exceeded (optional Retry-After)
+├── InternalError         500  server_error
+└── Unavailable           503  server_error
 """
 
 from typing import Any

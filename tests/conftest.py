@@ -77,8 +77,11 @@ def server(
     """A real ``runstep serve`` process, one per store, shared by the session."""
     directory = tmp_path_factory.mktemp(f"server-{request.param}")
     url = _fresh_database(request.param, directory, request)
-    env = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": url,
-           "RUNSTEP_API_KEYS": STATIC_KEY}
+    env = {
+        "RUNSTEP_DATA_DIR": str(directory),
+        "RUNSTEP_DATABASE_URL": url,
+        "RUNSTEP_API_KEYS": STATIC_KEY,
+    }
     process = ServerProcess(env=env, log_path=directory / "server.log").start()
     yield RunningServer(process, url, request.param)
     process.stop()

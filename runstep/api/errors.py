@@ -26,7 +26,11 @@ def _param(loc: tuple[Any, ...], body: Any) -> str:
         return ".".join(str(key) for key in loc[1:])
     path, current, last = "", body, len(loc) - 1
     for position, key in enumerate(loc[1:], start=1):
-        if isinstance(current, dict) and isinstance(key, str) and (key in current or position == last):
+        if (
+            isinstance(current, dict)
+            and isinstance(key, str)
+            and (key in current or position == last)
+        ):
             current = current.get(key)
             path = f"{path}.{key}" if path else key
         elif isinstance(current, list) and isinstance(key, int) and key < len(current):
@@ -104,5 +108,7 @@ def install(app: FastAPI) -> None:
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(
-            InternalError("The server had an error while processing your request. Sorry about that!")
+            InternalError(
+                "The server had an error while processing your request. Sorry about that!"
+            )
         )

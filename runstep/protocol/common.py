@@ -62,7 +62,7 @@ class ListQuery(BaseModel):
 
 
 def list_object(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    """A list response; ``first_id``/``last_id`` are null on an empty page, as the hosted API did."""
+    """A list response; ``first_id``/``last_id`` are null on an empty page (hosted behaviour)."""
     return {
         "object": "list",
         "data": data,

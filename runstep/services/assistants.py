@@ -4,7 +4,11 @@ from typing import Any
 
 from runstep import ids
 from runstep.errors import NotFound
-from runstep.protocol.assistants import AssistantObject, CreateAssistantRequest, ModifyAssistantRequest
+from runstep.protocol.assistants import (
+    AssistantObject,
+    CreateAssistantRequest,
+    ModifyAssistantRequest,
+)
 from runstep.protocol.common import deleted_object
 from runstep.protocol.tools import response_format_wire, tools_wire
 from runstep.services.common import get_or_404, now

@@ -45,7 +45,9 @@ async def list_page(
     db: Database, table: ObjectTable, project_id: str, query: ListQuery, **scope: Any
 ) -> dict[str, Any]:
     """A list response for one page of ``table`` within ``scope``."""
-    request = PageRequest(limit=query.limit, order=query.order, after=query.after, before=query.before)
+    request = PageRequest(
+        limit=query.limit, order=query.order, after=query.after, before=query.before
+    )
     async with db.read() as conn:
         page = await table.list(conn, project_id, request, **scope)
     return list_object(page.data, page.has_more)

@@ -58,14 +58,21 @@ async def create_key(db: Database, name: str, project_id: str | None = None) -> 
             await conn.execute(
                 tables.projects.insert().values(id=project_id, name=name, created_at=created_at)
             )
-        elif (await conn.execute(sa.select(tables.projects.c.id).where(
-            tables.projects.c.id == project_id))).first() is None:
+        elif (
+            await conn.execute(
+                sa.select(tables.projects.c.id).where(tables.projects.c.id == project_id)
+            )
+        ).first() is None:
             raise NotFound(f"No project found with id '{project_id}'.")
         key_id = ids.new_id(ids.API_KEY)
         await conn.execute(
             tables.api_keys.insert().values(
-                id=key_id, project_id=project_id, name=name, key_hash=digest(key),
-                hint=key[-4:], created_at=created_at,
+                id=key_id,
+                project_id=project_id,
+                name=name,
+                key_hash=digest(key),
+                hint=key[-4:],
+                created_at=created_at,
             )
         )
     return IssuedKey(id=key_id, project_id=project_id, name=name, key=key)
@@ -75,7 +82,11 @@ async def list_keys(db: Database) -> list[dict[str, Any]]:
     """Every stored key (never the secret), oldest first."""
     columns = tables.api_keys.c
     query = sa.select(
-        columns.id, columns.project_id, columns.name, columns.hint, columns.created_at,
+        columns.id,
+        columns.project_id,
+        columns.name,
+        columns.hint,
+        columns.created_at,
         columns.revoked_at,
     ).order_by(columns.created_at, columns.id)
     async with db.read() as conn:

@@ -65,11 +65,10 @@ class Database:
             async with self.engine.begin() as connection:
                 yield connection
             return
-        async with self._write_lock:
-            async with self.engine.connect() as connection:
-                connection = await connection.execution_options(sqlite_begin="IMMEDIATE")
-                async with connection.begin():
-                    yield connection
+        async with self._write_lock, self.engine.connect() as connection:
+            connection = await connection.execution_options(sqlite_begin="IMMEDIATE")
+            async with connection.begin():
+                yield connection
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

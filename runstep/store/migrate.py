@@ -23,7 +23,9 @@ def upgrade_connection(connection: sa.Connection, revision: str = "head") -> Non
     """Upgrade through a synchronous connection (tests and ``upgrade`` use it)."""
     if connection.dialect.name == "postgresql":
         # Serializes concurrent `runstep migrate` runs from several machines.
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+        )
     command.upgrade(_alembic_config(connection), revision)
 
 

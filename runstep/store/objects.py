@@ -42,7 +42,11 @@ class ObjectTable:
         """Store a new wire object; ``columns`` fill the table's extra indexed columns."""
         await conn.execute(
             self.table.insert().values(
-                id=obj["id"], project_id=project_id, created_at=obj["created_at"], data=obj, **columns
+                id=obj["id"],
+                project_id=project_id,
+                created_at=obj["created_at"],
+                data=obj,
+                **columns,
             )
         )
 

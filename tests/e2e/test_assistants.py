@@ -42,7 +42,10 @@ def test_create_retrieve_modify_delete_round_trip(client: openai.OpenAI) -> None
         created.id, name=None, metadata={"team": "b"}, tools=[], model="gpt-4.1"
     )
     assert (modified.name, modified.metadata, modified.tools, modified.model) == (
-        None, {"team": "b"}, [], "gpt-4.1"
+        None,
+        {"team": "b"},
+        [],
+        "gpt-4.1",
     )
     assert modified.instructions == "Answer about weather."
     assert modified.tool_resources.code_interpreter.file_ids == ["file-abc"]
@@ -56,8 +59,11 @@ def test_create_retrieve_modify_delete_round_trip(client: openai.OpenAI) -> None
 
 def test_modify_tool_resources_replaces_each_given_list(client: openai.OpenAI) -> None:
     assistant = client.beta.assistants.create(
-        model="m", tool_resources={"code_interpreter": {"file_ids": ["file-1", "file-2"]},
-                                   "file_search": {"vector_store_ids": ["vs_1"]}},
+        model="m",
+        tool_resources={
+            "code_interpreter": {"file_ids": ["file-1", "file-2"]},
+            "file_search": {"vector_store_ids": ["vs_1"]},
+        },
     )
     updated = client.beta.assistants.update(
         assistant.id, tool_resources={"code_interpreter": {"file_ids": ["file-3"]}}
@@ -83,5 +89,10 @@ def test_list_paginates_in_both_orders_and_auto_paginates(client: openai.OpenAI)
 
 def test_empty_list_has_null_cursors(client: openai.OpenAI) -> None:
     page = client.beta.assistants.with_raw_response.list().http_response.json()
-    assert page == {"object": "list", "data": [], "first_id": None, "last_id": None,
-                    "has_more": False}
+    assert page == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }

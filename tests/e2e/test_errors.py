@@ -32,7 +32,11 @@ def _assistant_count(http: httpx.Client) -> int:
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [
-        ({"model": "m", "colour": "red"}, "colour", "Unrecognized request argument supplied: colour"),
+        (
+            {"model": "m", "colour": "red"},
+            "colour",
+            "Unrecognized request argument supplied: colour",
+        ),
         ({}, "model", "Missing required parameter: 'model'."),
         ({"model": "m", "name": "n" * 257}, "name", "maximum length 256"),
         ({"model": "m", "description": "d" * 513}, "description", "maximum length 512"),
@@ -40,15 +44,28 @@ def _assistant_count(http: httpx.Client) -> int:
         ({"model": "m", "metadata": {str(i): "v" for i in range(17)}}, "metadata", "at most 16"),
         ({"model": "m", "metadata": {"k" * 65: "v"}}, "metadata", "at most 64"),
         ({"model": "m", "metadata": {"k": "v" * 513}}, "metadata", "at most 512"),
-        ({"model": "m", "tools": [{"type": "code_interpreter"}] * 129}, "tools", "maximum length 128"),
-        ({"model": "m", "tools": [{"type": "function", "function": {"name": "no spaces"}}]},
-         "tools[0].function.name", "does not match pattern"),
-        ({"model": "m", "tools": [{"type": "function", "function": {"name": "f" * 65}}]},
-         "tools[0].function.name", "does not match pattern"),
+        (
+            {"model": "m", "tools": [{"type": "code_interpreter"}] * 129},
+            "tools",
+            "maximum length 128",
+        ),
+        (
+            {"model": "m", "tools": [{"type": "function", "function": {"name": "no spaces"}}]},
+            "tools[0].function.name",
+            "does not match pattern",
+        ),
+        (
+            {"model": "m", "tools": [{"type": "function", "function": {"name": "f" * 65}}]},
+            "tools[0].function.name",
+            "does not match pattern",
+        ),
         ({"model": "m", "tools": [{"type": "browser"}]}, "tools[0]", "tag"),
         ({"model": "m", "temperature": 2.5}, "temperature", "less than or equal to 2"),
-        ({"model": "m", "tool_resources": {"code_interpreter": {"file_ids": ["f"] * 21}}},
-         "tool_resources.code_interpreter.file_ids", "maximum length 20"),
+        (
+            {"model": "m", "tool_resources": {"code_interpreter": {"file_ids": ["f"] * 21}}},
+            "tool_resources.code_interpreter.file_ids",
+            "maximum length 20",
+        ),
     ],
 )
 def test_invalid_assistant_is_refused_and_nothing_is_written(
@@ -62,7 +79,9 @@ def test_invalid_assistant_is_refused_and_nothing_is_written(
 
 
 def test_malformed_json_is_a_400(http: httpx.Client) -> None:
-    response = http.post("/assistants", content=b'{"model": ', headers={"content-type": "application/json"})
+    response = http.post(
+        "/assistants", content=b'{"model": ', headers={"content-type": "application/json"}
+    )
     assert "could not parse the JSON body" in _error(response, 400)["message"]
     assert _assistant_count(http) == 0
 
@@ -82,7 +101,12 @@ def test_invalid_thread_messages_write_nothing(http: httpx.Client) -> None:
     assert error["param"] == "messages[1].role"
     thread = http.post("/threads", json={}).json()
     for content in ([], [{"type": "text"}], 5):
-        _error(http.post(f"/threads/{thread['id']}/messages", json={"role": "user", "content": content}), 400)
+        _error(
+            http.post(
+                f"/threads/{thread['id']}/messages", json={"role": "user", "content": content}
+            ),
+            400,
+        )
     assert http.get(f"/threads/{thread['id']}/messages").json()["data"] == []
 
 

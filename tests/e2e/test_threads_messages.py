@@ -9,8 +9,12 @@ def test_thread_create_with_messages_keeps_their_order(client: openai.OpenAI) ->
         messages=[
             {"role": "user", "content": "first"},
             {"role": "assistant", "content": [{"type": "text", "text": "second"}]},
-            {"role": "user", "content": "third", "metadata": {"k": "v"},
-             "attachments": [{"file_id": "file-x", "tools": [{"type": "file_search"}]}]},
+            {
+                "role": "user",
+                "content": "third",
+                "metadata": {"k": "v"},
+                "attachments": [{"file_id": "file-x", "tools": [{"type": "file_search"}]}],
+            },
         ],
         metadata={"user": "42"},
         tool_resources={"code_interpreter": {"file_ids": ["file-x"]}},

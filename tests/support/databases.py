@@ -19,7 +19,10 @@ TEMPLATE = "runstep_test_template"
 def _admin() -> psycopg.Connection:
     url = sa.make_url(POSTGRES_URL)
     return psycopg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        dbname=url.database,
         autocommit=True,
     )
 

@@ -56,7 +56,9 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"server not healthy after {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+        raise TimeoutError(
+            f"server not healthy after {timeout}s:\n{self.log_path.read_text()[-4000:]}"
+        )
 
     def stop(self) -> None:
         if self.process is None:
