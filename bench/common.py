@@ -7,14 +7,17 @@ import platform
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
 import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import Progress
 
 import runstep
 from tests.support import databases
@@ -66,6 +69,7 @@ def machine_description() -> dict[str, Any]:
         "cpu_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": _cpu_model(),
         "memory_bytes": _memory_bytes(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "runstep_version": runstep.__version__,
@@ -154,3 +158,19 @@ def running_server(store: Store, api_keys: Sequence[str]) -> Iterator[ServerProc
                 yield server
             finally:
                 server.stop()
+
+
+# --- running benchmarks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every benchmark receives from ``python -m bench``."""
+
+    quick: bool
+    progress: Progress
+    console: Console
+
+
+Benchmark = Callable[[RunOptions], dict[str, Any]]
+"""A benchmark: runs, prints its summary, returns the JSON payload for its result file."""

@@ -1,0 +1,59 @@
+"""``python -m bench [NAME ...] [--quick]``: run benchmarks, write ``bench/results/<name>.json``."""
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import api_latency
+from bench.common import Benchmark, RunOptions, write_result
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "api_latency": api_latency.run,
+}
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run benchmarks; each writes bench/results/NAME.json.")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    return args
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def run_benchmark(name: str, options: RunOptions) -> float:
+    """Run one benchmark and write its result file; returns its runtime in seconds."""
+    started = time.perf_counter()
+    payload = BENCHMARKS[name](options)
+    elapsed = time.perf_counter() - started
+    path = write_result(name, {"quick": options.quick, "duration_seconds": round(elapsed, 3),
+                               **payload})
+    options.console.print(f"[green]{name}[/green]: {elapsed:.1f}s -> {path}")
+    return elapsed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    console = Console()
+    with _progress(console) as progress:
+        options = RunOptions(quick=args.quick, progress=progress, console=console)
+        total = sum(run_benchmark(name, options) for name in args.names or BENCHMARKS)
+    console.print(f"total: {total:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
