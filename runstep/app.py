@@ -7,9 +7,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runstep import __version__
-from runstep.api import assistants, errors, health, messages, threads
+from runstep.api import assistants, errors, health, messages, runs, steps, threads
 from runstep.api.context import Runtime
 from runstep.config import Settings
+from runstep.providers.select import create_provider
+from runstep.runs.bus import LocalBus
+from runstep.runs.service import RunContext
+from runstep.runs.worker import Worker, instance_id
 from runstep.services.keys import Authenticator, active_key_count
 from runstep.store import migrate
 from runstep.store.db import Database
@@ -29,6 +33,7 @@ async def open_database(settings: Settings) -> Database:
 
 
 async def build_runtime(settings: Settings) -> Runtime:
+    """Open the store and the bus; the caller starts the worker, if any."""
     db = await open_database(settings)
     open_mode = not settings.api_keys and await active_key_count(db) == 0
     if open_mode:
@@ -37,7 +42,23 @@ async def build_runtime(settings: Settings) -> Runtime:
             "all in one default project. Set RUNSTEP_API_KEYS or run `runstep keys create`."
         )
     authenticator = Authenticator(db, settings.api_keys, open_mode)
-    return Runtime(settings=settings, db=db, authenticator=authenticator)
+    bus = LocalBus()
+    await bus.start()
+    runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"))
+    return Runtime(settings=settings, db=db, authenticator=authenticator, bus=bus, runs=runs)
+
+
+@asynccontextmanager
+async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
+    """Execute runs in this process while the block runs."""
+    provider = create_provider(runtime.settings)
+    worker = Worker(runtime.db, runtime.bus, provider, runtime.settings)
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+        await provider.aclose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,8 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            yield
+            if settings.run_worker:
+                async with running_worker(runtime):
+                    yield
+            else:
+                yield
         finally:
+            await runtime.bus.stop()
             await runtime.db.close()
 
     app = FastAPI(
@@ -60,6 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, assistants, threads, messages):
+    for module in (health, assistants, threads, messages, runs, steps):
         app.include_router(module.router)
     return app

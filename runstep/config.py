@@ -34,6 +34,12 @@ class Settings:
     upstream_retry_base_seconds: float = 0.5
     worker_concurrency: int = 64
     run_worker: bool = True
+    lease_seconds: float = 30.0
+    delta_flush_seconds: float = 0.1
+    worker_poll_seconds: float = 1.0
+    sweep_seconds: float = 5.0
+    stream_ping_seconds: float = 15.0
+    context_window_tokens: int = 128_000
 
     @property
     def resolved_database_url(self) -> str:
@@ -62,6 +68,12 @@ class Settings:
             "RUNSTEP_UPSTREAM_MAX_RETRIES": ("upstream_max_retries", int),
             "RUNSTEP_UPSTREAM_RETRY_BASE_SECONDS": ("upstream_retry_base_seconds", float),
             "RUNSTEP_WORKER_CONCURRENCY": ("worker_concurrency", int),
+            "RUNSTEP_LEASE_SECONDS": ("lease_seconds", float),
+            "RUNSTEP_DELTA_FLUSH_SECONDS": ("delta_flush_seconds", float),
+            "RUNSTEP_WORKER_POLL_SECONDS": ("worker_poll_seconds", float),
+            "RUNSTEP_SWEEP_SECONDS": ("sweep_seconds", float),
+            "RUNSTEP_STREAM_PING_SECONDS": ("stream_ping_seconds", float),
+            "RUNSTEP_CONTEXT_WINDOW_TOKENS": ("context_window_tokens", int),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():

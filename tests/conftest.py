@@ -11,16 +11,20 @@ from runstep.services.keys import create_key
 from runstep.store.db import Database
 from tests.support import databases
 from tests.support.asyncio_bridge import run_sync
+from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
 
 BACKENDS = ["sqlite", "postgresql"]
 STATIC_KEY = "sk-static-test-key"
+UPSTREAM_KEY = "sk-upstream-test-key"
 
 
 @pytest.fixture(scope="session")
-def postgres_template() -> None:
+def postgres_template() -> Iterator[None]:
     databases.prepare_postgres_template()
+    yield
+    databases.drop_postgres_template()
 
 
 def _fresh_database(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
@@ -70,9 +74,28 @@ class RunningServer:
         return run_sync(issue())
 
 
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """The scripted Chat Completions server every test server talks to."""
+    with ScriptedUpstream() as scripted:
+        yield scripted
+
+
+def upstream_env(upstream: ScriptedUpstream) -> dict[str, str]:
+    """Environment pointing a server at the scripted upstream, with fast retries."""
+    return {
+        "RUNSTEP_UPSTREAM_BASE_URL": upstream.base_url,
+        "RUNSTEP_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "RUNSTEP_UPSTREAM_MAX_RETRIES": "1",
+        "RUNSTEP_UPSTREAM_TIMEOUT_SECONDS": "2",
+    }
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: ScriptedUpstream,
 ) -> Iterator[RunningServer]:
     """A real ``runstep serve`` process, one per store, shared by the session."""
     directory = tmp_path_factory.mktemp(f"server-{request.param}")
@@ -81,6 +104,7 @@ def server(
         "RUNSTEP_DATA_DIR": str(directory),
         "RUNSTEP_DATABASE_URL": url,
         "RUNSTEP_API_KEYS": STATIC_KEY,
+        **upstream_env(upstream),
     }
     process = ServerProcess(env=env, log_path=directory / "server.log").start()
     yield RunningServer(process, url, request.param)

@@ -6,6 +6,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from runstep.config import Settings
+from runstep.runs.bus import LocalBus
+from runstep.runs.service import RunContext
 from runstep.services.keys import Authenticator
 from runstep.store.db import Database
 
@@ -17,6 +19,8 @@ class Runtime:
     settings: Settings
     db: Database
     authenticator: Authenticator
+    bus: LocalBus
+    runs: RunContext
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runstep import ids
-from runstep.errors import NotFound
+from runstep.errors import InvalidRequest, NotFound
 from runstep.protocol.common import deleted_object
 from runstep.protocol.messages import (
     CreateMessageRequest,
@@ -14,6 +14,7 @@ from runstep.protocol.messages import (
     content_wire,
 )
 from runstep.services.common import get_or_404, now
+from runstep.store import runs as run_rows
 from runstep.store.collections import MESSAGES, THREADS
 from runstep.store.db import Database
 
@@ -48,6 +49,11 @@ async def create(
     message = user_message(thread_id, request, now())
     async with db.write() as conn:
         await get_or_404(conn, THREADS, "thread", project_id, thread_id)
+        active = await run_rows.active_on_thread(conn, thread_id)
+        if active is not None:
+            raise InvalidRequest(
+                f"Can't add messages to {thread_id} while a run {active} is active."
+            )
         await insert(conn, project_id, message)
     return message
 

@@ -9,7 +9,8 @@ from runstep.protocol.threads import CreateThreadRequest, ModifyThreadRequest, T
 from runstep.services import messages
 from runstep.services.common import get_or_404, now
 from runstep.services.resources import tool_resources_wire
-from runstep.store.collections import MESSAGES, THREADS
+from runstep.store import events as event_log
+from runstep.store.collections import MESSAGES, RUN_STEPS, RUNS, THREADS
 from runstep.store.db import Database
 
 KIND = "thread"
@@ -60,5 +61,7 @@ async def delete(db: Database, project_id: str, thread_id: str) -> dict[str, Any
     async with db.write() as conn:
         if not await THREADS.delete(conn, project_id, thread_id):
             raise NotFound.object(KIND, thread_id)
-        await MESSAGES.delete_where(conn, project_id, thread_id=thread_id)
+        await event_log.delete_for_thread(conn, thread_id)
+        for table in (MESSAGES, RUNS, RUN_STEPS):
+            await table.delete_where(conn, project_id, thread_id=thread_id)
     return deleted_object(thread_id, "thread.deleted")

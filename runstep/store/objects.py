@@ -91,6 +91,17 @@ class ObjectTable:
         """Delete every object of this project matching ``scope``."""
         await conn.execute(self.table.delete().where(*self._where(project_id, scope)))
 
+    async def all(
+        self, conn: AsyncConnection, project_id: str, **scope: Any
+    ) -> list[dict[str, Any]]:
+        """Every object in ``scope``, oldest first."""
+        query = (
+            sa.select(self.table.c.data)
+            .where(*self._where(project_id, scope))
+            .order_by(self.table.c.pk)
+        )
+        return list((await conn.execute(query)).scalars())
+
     async def list(
         self, conn: AsyncConnection, project_id: str, page: PageRequest, **scope: Any
     ) -> Page:

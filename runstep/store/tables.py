@@ -57,3 +57,37 @@ messages = _object_table(
     sa.Column("run_id", sa.String(64), nullable=True),
     indexes=(sa.Index("ix_messages_thread", "thread_id", "pk"),),
 )
+
+runs = _object_table(
+    "runs",
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    # Execution state that is not part of the wire object.
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    indexes=(
+        sa.Index("ix_runs_thread", "thread_id", "pk"),
+        sa.Index("ix_runs_status", "status", "pk"),
+    ),
+)
+
+run_steps = _object_table(
+    "run_steps",
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    indexes=(sa.Index("ix_run_steps_run", "run_id", "pk"),),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)

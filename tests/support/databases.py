@@ -13,7 +13,8 @@ from runstep.store import migrate
 POSTGRES_URL = os.environ.get(
     "RUNSTEP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TEMPLATE = "runstep_test_template"
+# One template per test session, so concurrent sessions never drop each other's.
+TEMPLATE = f"runstep_test_template_{uuid.uuid4().hex[:8]}"
 
 
 def _admin() -> psycopg.Connection:
@@ -48,6 +49,11 @@ def prepare_postgres_template() -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
     migrate_sync(_url_for(TEMPLATE))
+
+
+def drop_postgres_template() -> None:
+    with _admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
 
 
 def create_postgres_database() -> str:

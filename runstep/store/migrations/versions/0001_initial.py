@@ -7,23 +7,12 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from runstep.store.migrations.shapes import object_columns
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _object_columns(*extra: sa.Column) -> list[sa.Column]:
-    return [
-        sa.Column("pk", PK, primary_key=True, autoincrement=True),
-        sa.Column("id", sa.String(64), nullable=False, unique=True),
-        sa.Column("project_id", sa.String(64), nullable=False),
-        *extra,
-        sa.Column("created_at", sa.BigInteger, nullable=False),
-        sa.Column("data", sa.JSON, nullable=False),
-    ]
 
 
 def upgrade() -> None:
@@ -43,13 +32,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("revoked_at", sa.BigInteger, nullable=True),
     )
-    op.create_table("assistants", *_object_columns())
+    op.create_table("assistants", *object_columns())
     op.create_index("ix_assistants_project", "assistants", ["project_id", "pk"])
-    op.create_table("threads", *_object_columns())
+    op.create_table("threads", *object_columns())
     op.create_index("ix_threads_project", "threads", ["project_id", "pk"])
     op.create_table(
         "messages",
-        *_object_columns(
+        *object_columns(
             sa.Column("thread_id", sa.String(64), nullable=False),
             sa.Column("run_id", sa.String(64), nullable=True),
         ),

@@ -1,0 +1,113 @@
+"""``/v1/threads/{thread_id}/runs`` and ``/v1/threads/runs``."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from runstep.api.context import Context, RequestContext
+from runstep.api.sse import run_stream
+from runstep.errors import InvalidRequest
+from runstep.protocol.common import ListQuery
+from runstep.protocol.runs import (
+    FILE_SEARCH_CONTENT,
+    CreateRunRequest,
+    CreateThreadAndRunRequest,
+    ModifyRunRequest,
+    SubmitToolOutputsRequest,
+)
+from runstep.runs import service
+from runstep.services import threads
+from runstep.services.common import list_page, retrieve
+from runstep.store.collections import RUNS, THREADS
+from runstep.store.events import encode
+
+router = APIRouter(tags=["runs"])
+RUN = "/v1/threads/{thread_id}/runs/{run_id}"
+
+
+def include_param(
+    include_brackets: Annotated[list[str] | None, Query(alias="include[]")] = None,
+    include: Annotated[list[str] | None, Query()] = None,
+) -> list[str]:
+    """``include[]`` (what the SDKs send) and ``include``, validated."""
+    values = [*(include_brackets or []), *(include or [])]
+    for value in values:
+        if value != FILE_SEARCH_CONTENT:
+            raise InvalidRequest(
+                f"Invalid 'include': '{value}'. Supported: '{FILE_SEARCH_CONTENT}'.",
+                param="include",
+            )
+    return values
+
+
+Include = Annotated[list[str], Depends(include_param)]
+
+
+def run_response(ctx: RequestContext, run: dict[str, Any]) -> JSONResponse:
+    """A run, with the polling hint the SDKs honour."""
+    headers = {"openai-poll-after-ms": str(ctx.runtime.settings.poll_after_ms)}
+    return JSONResponse(run, headers=headers)
+
+
+def _stream(
+    ctx: RequestContext, run_id: str, after_seq: int, prefix: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    ping = ctx.runtime.settings.stream_ping_seconds
+    return run_stream(ctx.db, ctx.runtime.bus, run_id, after_seq, ping, prefix)
+
+
+@router.post("/v1/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str, body: CreateRunRequest, ctx: Context, include: Include
+) -> Response:
+    run = await service.create(ctx.runtime.runs, ctx.project_id, thread_id, body, include)
+    if body.stream:
+        return _stream(ctx, run["id"], 0)
+    return run_response(ctx, run)
+
+
+@router.post("/v1/threads/runs")
+async def create_thread_and_run(body: CreateThreadAndRunRequest, ctx: Context) -> Response:
+    thread, run = await service.create_thread_and_run(ctx.runtime.runs, ctx.project_id, body)
+    if body.stream:
+        return _stream(ctx, run["id"], 0, (("thread.created", encode(thread)),))
+    return run_response(ctx, run)
+
+
+@router.get("/v1/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, query: Annotated[ListQuery, Query()], ctx: Context
+) -> dict[str, Any]:
+    await retrieve(ctx.db, THREADS, threads.KIND, ctx.project_id, thread_id)
+    return await list_page(ctx.db, RUNS, ctx.project_id, query, thread_id=thread_id)
+
+
+@router.get(RUN)
+async def get_run(thread_id: str, run_id: str, ctx: Context) -> Response:
+    run = await retrieve(ctx.db, RUNS, service.KIND, ctx.project_id, run_id, thread_id=thread_id)
+    return run_response(ctx, run)
+
+
+@router.post(RUN)
+async def modify_run(thread_id: str, run_id: str, body: ModifyRunRequest, ctx: Context) -> Response:
+    run = await service.modify(ctx.runtime.runs, ctx.project_id, thread_id, run_id, body)
+    return run_response(ctx, run)
+
+
+@router.post(f"{RUN}/cancel")
+async def cancel_run(thread_id: str, run_id: str, ctx: Context) -> Response:
+    run = await service.cancel(ctx.runtime.runs, ctx.project_id, thread_id, run_id)
+    return run_response(ctx, run)
+
+
+@router.post(f"{RUN}/submit_tool_outputs")
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, body: SubmitToolOutputsRequest, ctx: Context
+) -> Response:
+    run, after_seq = await service.submit_tool_outputs(
+        ctx.runtime.runs, ctx.project_id, thread_id, run_id, body
+    )
+    if body.stream:
+        return _stream(ctx, run_id, after_seq)
+    return run_response(ctx, run)

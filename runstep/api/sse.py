@@ -1,0 +1,79 @@
+"""Server-sent events: replay a run's event log from a cursor, then tail it live.
+
+Framing is exact: ``event:`` and one ``data:`` line per event, ``: ping`` comments on idle
+streams, no ``id:`` or ``retry:`` lines, and ``event: done`` / ``data: [DONE]`` last."""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from runstep.errors import InternalError
+from runstep.runs.bus import LocalBus, wait
+from runstep.store import events as event_log
+from runstep.store.db import Database
+from runstep.store.events import Event
+
+log = logging.getLogger("runstep.sse")
+
+STREAM_END_EVENTS = frozenset(
+    f"thread.run.{status}"
+    for status in ("completed", "failed", "cancelled", "expired", "incomplete", "requires_action")
+)
+# How long a stream waits for a wake-up before it checks the database anyway.
+POLL_SECONDS = 1.0
+
+
+async def _tail(db: Database, bus: LocalBus, run_id: str, after_seq: int) -> AsyncIterator[Event]:
+    """Every event of the run after ``after_seq`` until the one that ends a stream."""
+    last = after_seq
+    while True:
+        signal = bus.signal(run_id)
+        events = bus.live_after(run_id, last)
+        if not events:
+            async with db.read() as conn:
+                events = await event_log.read_after(conn, run_id, last)
+        for event in events:
+            yield event
+            last = event.seq
+            if event.event in STREAM_END_EVENTS:
+                return
+        if not events:
+            await wait(signal, POLL_SECONDS)
+
+
+async def _frames(
+    db: Database, bus: LocalBus, run_id: str, after_seq: int, prefix: Sequence[tuple[str, str]]
+) -> AsyncIterator[ServerSentEvent]:
+    for name, data in prefix:
+        yield ServerSentEvent(data=data, event=name)
+    try:
+        async for event in _tail(db, bus, run_id, after_seq):
+            yield ServerSentEvent(data=event.data, event=event.event)
+    except Exception:
+        log.exception("stream of %s broke", run_id)
+        error = InternalError("The server had an error while streaming this run.")
+        yield ServerSentEvent(data=event_log.encode(error.body()), event="error")
+    yield ServerSentEvent(data="[DONE]", event="done")
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping")
+
+
+def run_stream(
+    db: Database,
+    bus: LocalBus,
+    run_id: str,
+    after_seq: int,
+    ping_seconds: float,
+    prefix: Sequence[tuple[str, str]] = (),
+) -> EventSourceResponse:
+    """The SSE response for a run from ``after_seq`` on, after the ``prefix`` events."""
+    return EventSourceResponse(
+        _frames(db, bus, run_id, after_seq, prefix),
+        ping=ping_seconds,
+        ping_message_factory=_ping,
+        sep="\n",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

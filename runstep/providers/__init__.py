@@ -1,0 +1,1 @@
+"""Chat models behind a small interface: any OpenAI-compatible endpoint, or the local stand-in."""

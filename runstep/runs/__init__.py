@@ -1,0 +1,1 @@
+"""Runs: the status machine, the event recorder, the executor and the worker that drives it."""

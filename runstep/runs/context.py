@@ -1,0 +1,162 @@
+"""What the model sees: instructions, the thread's messages after truncation, this run's
+tool calls and outputs, the tools and the options, as one Chat Completions request."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from runstep.providers.base import ChatRequest
+
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about four characters a token); upstreams report exact usage."""
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def _message_tokens(message: dict[str, Any]) -> int:
+    return estimate_tokens(
+        json.dumps(message.get("content") or message.get("tool_calls") or "")
+    ) + (MESSAGE_OVERHEAD_TOKENS)
+
+
+def chat_content(content: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Message content parts as chat content: plain text when it is only text."""
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part["type"] == "text":
+            parts.append({"type": "text", "text": part["text"]["value"]})
+        elif part["type"] == "image_url":
+            parts.append({"type": "image_url", "image_url": part["image_url"]})
+    if all(part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
+
+
+def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
+    return {"role": message["role"], "content": chat_content(message["content"])}
+
+
+def _tool_turn(step: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tool_calls step as the assistant's tool calls followed by one result per call."""
+    calls = step["step_details"]["tool_calls"]
+    function_calls = [c for c in calls if c["type"] == "function"]
+    if not function_calls:
+        return []
+    turn: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": c["function"]["arguments"],
+                    },
+                }
+                for c in function_calls
+            ],
+        }
+    ]
+    for call in function_calls:
+        output = call["function"]["output"]
+        turn.append({"role": "tool", "tool_call_id": call["id"], "content": output or ""})
+    return turn
+
+
+@dataclass(frozen=True)
+class Context:
+    request: ChatRequest
+    prompt_tokens: int  # estimated
+    prompt_budget: int | None  # what max_prompt_tokens leaves for this turn, if set
+
+
+def _truncate(
+    history: list[dict[str, Any]], strategy: dict[str, Any], budget: int
+) -> list[dict[str, Any]]:
+    """``last_messages`` keeps the newest N; ``auto`` keeps the newest that fit in ``budget``
+    (and the first message too when it fits), dropping from the middle."""
+    if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
+        return history[-strategy["last_messages"] :]
+    kept: list[dict[str, Any]] = []
+    for message in reversed(history):
+        cost = _message_tokens(message)
+        if cost > budget:
+            break
+        kept.append(message)
+        budget -= cost
+    kept.reverse()
+    if history and kept and kept[0] is not history[0] and _message_tokens(history[0]) <= budget:
+        kept.insert(0, history[0])
+    return kept
+
+
+def _tools(run: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": tool["function"]}
+        for tool in run["tools"]
+        if tool["type"] == "function"
+    ]
+
+
+def _tool_choice(run: dict[str, Any], tools: list[dict[str, Any]]) -> str | dict[str, Any] | None:
+    choice = run["tool_choice"]
+    if not tools or choice in (None, "auto"):
+        return None
+    return choice if isinstance(choice, str) or choice.get("type") == "function" else "required"
+
+
+def build(
+    run: dict[str, Any],
+    options: dict[str, Any],
+    thread_messages: list[dict[str, Any]],
+    steps: list[dict[str, Any]],
+    context_window: int,
+) -> Context:
+    """The request for the next model turn of ``run``."""
+    by_id = {message["id"]: message for message in thread_messages}
+    current: list[dict[str, Any]] = []
+    for step in steps:
+        if step["type"] == "tool_calls":
+            current += _tool_turn(step)
+            continue
+        message = by_id.get(step["step_details"]["message_creation"]["message_id"])
+        if message is not None and message["content"]:
+            current.append(_chat_message(message))
+    system = [{"role": "system", "content": run["instructions"]}] if run["instructions"] else []
+    tools = _tools(run)
+    fixed = sum(_message_tokens(m) for m in system + current) + estimate_tokens(json.dumps(tools))
+    prompt_budget = None
+    if run["max_prompt_tokens"] is not None:
+        prompt_budget = run["max_prompt_tokens"] - options.get("usage", {}).get("prompt_tokens", 0)
+    budget = min(context_window, prompt_budget) if prompt_budget is not None else context_window
+    history = [_chat_message(m) for m in thread_messages if m["run_id"] != run["id"]]
+    kept = _truncate(history, run["truncation_strategy"] or {}, max(budget - fixed, 0))
+    messages = system + kept + current
+    return Context(
+        request=ChatRequest(
+            model=run["model"],
+            messages=messages,
+            tools=tools,
+            tool_choice=_tool_choice(run, tools),
+            parallel_tool_calls=run["parallel_tool_calls"] if tools else None,
+            response_format=None if run["response_format"] == "auto" else run["response_format"],
+            temperature=run["temperature"] if run["temperature"] not in (None, 1.0) else None,
+            top_p=run["top_p"] if run["top_p"] not in (None, 1.0) else None,
+            max_completion_tokens=_completion_budget(run, options),
+            reasoning_effort=options.get("reasoning_effort"),
+        ),
+        prompt_tokens=fixed + sum(_message_tokens(m) for m in kept),
+        prompt_budget=prompt_budget,
+    )
+
+
+def _completion_budget(run: dict[str, Any], options: dict[str, Any]) -> int | None:
+    if run["max_completion_tokens"] is None:
+        return None
+    used = options.get("usage", {}).get("completion_tokens", 0)
+    return max(run["max_completion_tokens"] - used, 1)

@@ -1,0 +1,193 @@
+"""Executes a leased run: model turns, tool calls, and every way a run can end."""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstep import ids
+from runstep.config import Settings
+from runstep.providers.base import (
+    ChatRequest,
+    Finish,
+    Provider,
+    ProviderError,
+    TextDelta,
+    ToolCallDelta,
+)
+from runstep.runs import context, objects
+from runstep.runs.bus import LocalBus, wait
+from runstep.runs.recorder import LeaseLost, Recorder
+from runstep.services.common import now
+from runstep.store import runs as run_rows
+from runstep.store.collections import MESSAGES, RUN_STEPS
+from runstep.store.db import Database
+
+log = logging.getLogger("runstep.executor")
+
+ERROR_CODES = {
+    "rate_limit": "rate_limit_exceeded",
+    "server": "server_error",
+    "invalid": "invalid_prompt",
+}
+ZERO_USAGE = objects.usage(0, 0)
+
+
+class CancelRequested(Exception):
+    """The run was asked to stop."""
+
+
+@dataclass
+class Turn:
+    """What one model turn produced."""
+
+    finish: Finish | None = None
+    calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # model index → our call
+
+
+class Executor:
+    """Drives runs for one worker; holds nothing between runs."""
+
+    def __init__(self, db: Database, bus: LocalBus, provider: Provider, settings: Settings) -> None:
+        self.db, self.bus, self.provider, self.settings = db, bus, provider, settings
+
+    async def execute(self, row: run_rows.RunRow, owner: str) -> None:
+        """Run ``row`` (already leased to ``owner``) until it ends or waits for tool outputs."""
+        recorder = await Recorder.open(
+            self.db,
+            self.bus,
+            row,
+            owner,
+            self.settings.lease_seconds,
+            self.settings.delta_flush_seconds,
+        )
+        watcher = asyncio.create_task(self._watch_cancel(recorder, asyncio.current_task()))
+        try:
+            await self._drive(recorder)
+        except LeaseLost:
+            log.warning("lost the lease of %s; another worker owns it now", row.id)
+            return
+        except (CancelRequested, asyncio.CancelledError) as stop:
+            if isinstance(stop, asyncio.CancelledError) and not recorder.cancel_requested:
+                raise  # the worker is shutting down: the run is resumed elsewhere
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            await recorder.finish("cancelled")
+        except ProviderError as error:
+            log.warning("run %s failed: %s", row.id, error.message)
+            await recorder.finish(
+                "failed", {"code": ERROR_CODES[error.kind], "message": error.message}
+            )
+        except Exception:
+            log.exception("run %s failed with an internal error", row.id)
+            await recorder.finish(
+                "failed",
+                {"code": "server_error", "message": "The server had an error while running."},
+            )
+        finally:
+            watcher.cancel()
+            await recorder.release()
+
+    async def _watch_cancel(self, recorder: Recorder, task: asyncio.Task[Any] | None) -> None:
+        """Cancel the executing task promptly when a cancel request arrives."""
+        run_id = recorder.run["id"]
+        while task is not None and not task.done():
+            await wait(self.bus.signal(f"control:{run_id}"), self.settings.lease_seconds / 3)
+            async with self.db.read() as conn:
+                current = await run_rows.row(conn, run_id)
+            if current is not None and current.cancel_requested:
+                recorder.cancel_requested = True
+                task.cancel()
+                return
+
+    async def _drive(self, recorder: Recorder) -> None:
+        if recorder.cancel_requested or recorder.run["status"] == "cancelling":
+            raise CancelRequested
+        await recorder.start()
+        while True:
+            if recorder.run["expires_at"] is not None and now() >= recorder.run["expires_at"]:
+                await recorder.finish("expired")
+                return
+            built = await self._context(recorder)
+            if built.prompt_budget is not None and built.prompt_tokens > built.prompt_budget:
+                await recorder.finish("incomplete", incomplete="max_prompt_tokens")
+                return
+            turn = await self._model_turn(recorder, built.request)
+            if not await self._after_turn(recorder, turn):
+                return
+
+    async def _context(self, recorder: Recorder) -> context.Context:
+        run = recorder.run
+        async with self.db.read() as conn:
+            messages = await MESSAGES.all(conn, recorder.project_id, thread_id=run["thread_id"])
+            steps = await RUN_STEPS.all(conn, recorder.project_id, run_id=run["id"])
+        return context.build(
+            run, recorder.options, messages, steps, self.settings.context_window_tokens
+        )
+
+    async def _model_turn(self, recorder: Recorder, request: ChatRequest) -> Turn:
+        turn = Turn()
+        async for event in self.provider.stream(request):
+            if recorder.cancel_requested:
+                raise CancelRequested
+            if isinstance(event, TextDelta):
+                if recorder.step is not None and recorder.step["type"] == "tool_calls":
+                    continue  # text after tool calls has nowhere to go
+                if recorder.message is None:
+                    await recorder.open_message()
+                recorder.add_text(event.text)
+            elif isinstance(event, ToolCallDelta):
+                await self._tool_fragment(recorder, turn, event)
+            else:
+                turn.finish = event
+            await recorder.flush_if_due()
+        return turn
+
+    async def _tool_fragment(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> None:
+        if recorder.message is not None:
+            await recorder.end_message()
+            await recorder.end_step(usage=ZERO_USAGE)
+        if recorder.step is None:
+            await recorder.open_tool_step()
+        call = turn.calls.get(delta.index)
+        if call is None:
+            position = len(recorder.tool_calls())
+            call = objects.function_call(ids.new_id(ids.CALL), delta.name or "", "")
+            turn.calls[delta.index] = call
+            first = {"index": position, **call, "function": {**call["function"]}}
+            recorder.add_tool_call(call, first)
+        if delta.arguments:
+            call["function"]["arguments"] += delta.arguments
+            position = recorder.tool_calls().index(call)
+            recorder.touch_step(
+                {"index": position, "type": "function", "function": {"arguments": delta.arguments}}
+            )
+
+    async def _after_turn(self, recorder: Recorder, turn: Turn) -> bool:
+        """Record the turn's end; True if the run goes on with another turn."""
+        finish = turn.finish or Finish(reason="stop")
+        prompt = finish.prompt_tokens or 0
+        completion = finish.completion_tokens or 0
+        recorder.add_usage(prompt, completion)
+        step_usage = objects.usage(prompt, completion)
+        if turn.calls:
+            await recorder.require_action(step_usage)
+            return False
+        if recorder.message is None:
+            await recorder.open_message()
+        run = recorder.run
+        _, used_completion = recorder.used()
+        budget_hit = (
+            finish.reason == "length"
+            and run["max_completion_tokens"] is not None
+            and used_completion >= run["max_completion_tokens"]
+        )
+        if finish.reason == "length":
+            await recorder.end_message("max_tokens")
+        else:
+            await recorder.end_message()
+        await recorder.end_step(usage=step_usage)
+        if budget_hit:
+            await recorder.finish("incomplete", incomplete="max_completion_tokens")
+        else:
+            await recorder.finish("completed")
+        return False

@@ -1,0 +1,360 @@
+"""The single writer of a run: its status, steps, messages and event log.
+
+Whoever holds the run's lease (a worker executing it, or an API call cancelling, submitting
+or expiring it) records through a ``Recorder``. Status events are persisted before they are
+published, so a client that saw ``thread.run.completed`` reads ``completed`` from GET run.
+Deltas are published at once and persisted in batches; the log stays in order either way."""
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from runstep.protocol.messages import text_part
+from runstep.runs import objects, states
+from runstep.runs.bus import LocalBus
+from runstep.services.common import now
+from runstep.store import events as event_log
+from runstep.store import runs as run_rows
+from runstep.store.collections import MESSAGES, RUN_STEPS, RUNS
+from runstep.store.db import Database
+from runstep.store.events import Event, encode
+from runstep.store.objects import ObjectTable
+
+# How an unfinished step or message ends when its run ends with a given status.
+STEP_END = {"cancelled": "cancelled", "failed": "failed", "expired": "expired"}
+MESSAGE_END = {"cancelled": "run_cancelled", "failed": "run_failed", "expired": "run_expired"}
+
+
+class LeaseLost(Exception):
+    """Another process holds the run now; this one must stop writing."""
+
+
+class Recorder:
+    """Records one run while ``owner`` holds its lease."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: LocalBus,
+        run: dict[str, Any],
+        row: run_rows.RunRow,
+        options: dict[str, Any],
+        owner: str,
+        lease_seconds: float,
+        flush_seconds: float,
+    ) -> None:
+        self.db, self.bus, self.run, self.options = db, bus, run, options
+        self.project_id = row.project_id
+        self.owner = owner
+        self.cancel_requested = row.cancel_requested
+        self.step: dict[str, Any] | None = None
+        self.message: dict[str, Any] | None = None
+        self._lease_seconds, self._flush_seconds = lease_seconds, flush_seconds
+        self._seq = row.last_seq
+        self._pending: list[Event] = []
+        self._new: list[tuple[ObjectTable, dict[str, Any], dict[str, Any]]] = []
+        self._dirty: dict[str, tuple[ObjectTable, dict[str, Any]]] = {}
+        self._last_flush = time.monotonic()
+
+    @classmethod
+    async def open(
+        cls,
+        db: Database,
+        bus: LocalBus,
+        row: run_rows.RunRow,
+        owner: str,
+        lease_seconds: float,
+        flush_seconds: float,
+    ) -> "Recorder":
+        """Load a leased run with its open step and message, if any."""
+        async with db.read() as conn:
+            run = await RUNS.get(conn, row.project_id, row.id)
+            options = (await run_rows.options(conn, row.id)) or {}
+            steps = await RUN_STEPS.all(conn, row.project_id, run_id=row.id)
+            assert run is not None
+            recorder = cls(db, bus, run, row, options, owner, lease_seconds, flush_seconds)
+            recorder.step = next((s for s in steps if s["status"] == "in_progress"), None)
+            if recorder.step is not None and recorder.step["type"] == "message_creation":
+                message_id = recorder.step["step_details"]["message_creation"]["message_id"]
+                recorder.message = await MESSAGES.get(conn, row.project_id, message_id)
+        bus.open_feed(row.id, row.last_seq + 1)
+        return recorder
+
+    @classmethod
+    @asynccontextmanager
+    async def leased(
+        cls,
+        db: Database,
+        bus: LocalBus,
+        run_id: str,
+        owner: str,
+        lease_seconds: float,
+        flush_seconds: float,
+    ) -> AsyncIterator["Recorder | None"]:
+        """Lease one run if nobody holds it and record through it (None if it is held)."""
+        async with db.write() as conn:
+            at = time.time()
+            if not await run_rows.acquire(conn, run_id, owner, at, at + lease_seconds):
+                yield None
+                return
+            row = await run_rows.row(conn, run_id)
+        assert row is not None
+        recorder = await cls.open(db, bus, row, owner, lease_seconds, flush_seconds)
+        try:
+            yield recorder
+        finally:
+            await recorder.release()
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _event(self, name: str, obj: Mapping[str, Any]) -> Event:
+        self._seq += 1
+        return Event(seq=self._seq, event=name, data=encode(obj))
+
+    def _insert(self, table: ObjectTable, obj: dict[str, Any], **columns: Any) -> None:
+        self._new.append((table, obj, columns))
+
+    def _touch(self, table: ObjectTable, obj: dict[str, Any]) -> None:
+        self._dirty[obj["id"]] = (table, obj)
+
+    def stream(self, name: str, obj: Mapping[str, Any]) -> None:
+        """A delta event: published now, persisted with the next flush."""
+        event = self._event(name, obj)
+        self._pending.append(event)
+        self.bus.publish(self.run["id"], [event])
+
+    async def commit(self, *named: tuple[str, Mapping[str, Any]]) -> None:
+        """Persist everything pending plus these events, then publish the events."""
+        events = [self._event(name, obj) for name, obj in named]
+        self._pending.extend(events)
+        await self.flush()
+        self.bus.publish(self.run["id"], events)
+
+    async def flush_if_due(self) -> None:
+        if self._pending and time.monotonic() - self._last_flush >= self._flush_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """One transaction: renew the lease (fencing), write objects and events."""
+        async with self.db.write() as conn:
+            lease_until = time.time() + self._lease_seconds
+            cancel = await run_rows.renew(conn, self.run["id"], self.owner, lease_until)
+            if cancel is None:
+                raise LeaseLost(self.run["id"])
+            for table, obj, columns in self._new:
+                await table.insert(conn, self.project_id, obj, **columns)
+            inserted = {obj["id"] for _, obj, _ in self._new}
+            for table, obj in self._dirty.values():
+                if obj["id"] not in inserted and obj is not self.run:
+                    await table.replace(conn, self.project_id, obj)
+            if self.run["id"] in self._dirty:
+                await self._write_run(conn)
+            await event_log.append(conn, self.run["id"], self._pending, now())
+        self._pending, self._new, self._dirty = [], [], {}
+        self._last_flush = time.monotonic()
+        self.cancel_requested = self.cancel_requested or cancel
+
+    async def _write_run(self, conn: Any) -> None:
+        current = await RUNS.get(conn, self.project_id, self.run["id"], for_update=True)
+        if current is not None:  # metadata may have been modified meanwhile
+            self.run["metadata"] = current["metadata"]
+        await RUNS.replace(
+            conn,
+            self.project_id,
+            self.run,
+            status=self.run["status"],
+            options=self.options,
+            expires_at=self.run["expires_at"],
+        )
+
+    async def release(self) -> None:
+        """Give up the lease (after flushing) and drop the in-memory feed."""
+        try:
+            if self._pending or self._dirty or self._new:
+                await self.flush()
+            async with self.db.write() as conn:
+                await run_rows.release(conn, self.run["id"], self.owner)
+        finally:
+            self.bus.close_feed(self.run["id"])
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest event recorded so far."""
+        return self._seq
+
+    # -- status moves ----------------------------------------------------------------------
+
+    def _move(self, table: ObjectTable, obj: dict[str, Any], target: str) -> None:
+        transitions = {RUNS: states.RUN_TRANSITIONS, RUN_STEPS: states.STEP_TRANSITIONS}
+        states.check(transitions.get(table, states.MESSAGE_TRANSITIONS), obj["status"], target)
+        obj["status"] = target
+        stamp = states.STAMPS.get(target)
+        if stamp in obj and not (stamp == "started_at" and obj[stamp]):
+            obj[stamp] = now()
+        self._touch(table, obj)
+
+    def move_run(self, target: str) -> dict[str, Any]:
+        self._move(RUNS, self.run, target)
+        return self.run
+
+    async def start(self) -> None:
+        """queued → in_progress (a resumed run that is already in progress stays so)."""
+        if self.run["status"] == "queued":
+            await self.commit(("thread.run.in_progress", self.move_run("in_progress")))
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def open_message(self) -> None:
+        """Open a message_creation step and its assistant message."""
+        at = now()
+        message = objects.assistant_message(self.run, at)
+        step = objects.message_step(self.run, message["id"], at)
+        self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
+        self._insert(MESSAGES, message, thread_id=self.run["thread_id"], run_id=self.run["id"])
+        self.step, self.message = step, message
+        await self.commit(
+            ("thread.run.step.created", step),
+            ("thread.run.step.in_progress", step),
+            ("thread.message.created", message),
+            ("thread.message.in_progress", message),
+        )
+
+    def add_text(self, text: str) -> None:
+        assert self.message is not None
+        content = self.message["content"]
+        first = not content
+        if first:
+            content.append(text_part(""))
+        content[0]["text"]["value"] += text
+        self._touch(MESSAGES, self.message)
+        self.stream(
+            "thread.message.delta", objects.message_delta(self.message["id"], 0, text, first)
+        )
+
+    def _end_message(self, reason: str | None) -> tuple[str, dict[str, Any]]:
+        assert self.message is not None
+        message, self.message = self.message, None
+        if reason is None:
+            self._move(MESSAGES, message, "completed")
+            return "thread.message.completed", message
+        self._move(MESSAGES, message, "incomplete")
+        message["incomplete_details"] = {"reason": reason}
+        return "thread.message.incomplete", message
+
+    async def end_message(self, reason: str | None = None) -> None:
+        """Complete the open message, or end it incomplete with ``reason``."""
+        await self.commit(self._end_message(reason))
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def open_tool_step(self) -> None:
+        step = objects.tool_calls_step(self.run, now())
+        self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
+        self.step = step
+        await self.commit(("thread.run.step.created", step), ("thread.run.step.in_progress", step))
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        assert self.step is not None and self.step["type"] == "tool_calls"
+        calls: list[dict[str, Any]] = self.step["step_details"]["tool_calls"]
+        return calls
+
+    def add_tool_call(self, call: dict[str, Any], delta: dict[str, Any]) -> None:
+        """Append a tool call to the open step and stream its first fragment."""
+        self.tool_calls().append(call)
+        self.touch_step(delta)
+
+    def touch_step(self, delta: dict[str, Any]) -> None:
+        """Mark the open step changed and stream ``delta`` (one tool-call fragment)."""
+        assert self.step is not None
+        self._touch(RUN_STEPS, self.step)
+        self.stream("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
+
+    def _end_step(
+        self, status: str, usage: dict[str, int] | None, error: dict[str, str] | None
+    ) -> tuple[str, dict[str, Any]]:
+        assert self.step is not None
+        step, self.step = self.step, None
+        self._move(RUN_STEPS, step, status)
+        step["usage"], step["last_error"] = usage, error
+        return f"thread.run.step.{status}", step
+
+    async def end_step(
+        self,
+        status: str = "completed",
+        usage: dict[str, int] | None = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        await self.commit(self._end_step(status, usage, error))
+
+    # -- run outcomes ----------------------------------------------------------------------
+
+    def add_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Add one model turn's usage to the run's running totals."""
+        totals = self.options.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0})
+        totals["prompt_tokens"] += prompt_tokens
+        totals["completion_tokens"] += completion_tokens
+        self._touch(RUNS, self.run)
+
+    def used(self) -> tuple[int, int]:
+        totals = self.options.get("usage", {})
+        return totals.get("prompt_tokens", 0), totals.get("completion_tokens", 0)
+
+    async def require_action(self, step_usage: dict[str, int]) -> None:
+        """Wait for function outputs: the tool_calls step stays open, the run gives up its lease."""
+        assert self.step is not None
+        self.options["pending_step_usage"] = step_usage
+        self.move_run("requires_action")
+        self.run["required_action"] = objects.required_action(self.step)
+        self.step = None
+        await self.commit(("thread.run.requires_action", self.run))
+
+    async def submit_outputs(self, outputs: dict[str, str]) -> None:
+        """Store function outputs on the waiting step, complete it, and queue the run again."""
+        assert self.step is not None
+        for call in self.tool_calls():
+            if call["id"] in outputs:
+                call["function"]["output"] = outputs[call["id"]]
+        usage = self.options.pop("pending_step_usage", None)
+        completed = self._end_step("completed", usage, None)
+        self.move_run("queued")
+        self.run["required_action"] = None
+        await self.commit(completed, ("thread.run.queued", self.run))
+
+    async def finish(
+        self,
+        status: str,
+        error: dict[str, str] | None = None,
+        incomplete: str | None = None,
+        message_reason: str | None = None,
+    ) -> None:
+        """End the run with ``status``, closing its open message and step to match."""
+        named: list[tuple[str, Mapping[str, Any]]] = []
+        if status == "cancelled" and self.run["status"] != "cancelling":
+            # A shallow copy: this event shows the run as it is now, before it ends below.
+            named.append(("thread.run.cancelling", dict(self.move_run("cancelling"))))
+        if self.message is not None:
+            named.append(self._end_message(message_reason or MESSAGE_END.get(status)))
+        if self.step is not None:  # includes a tool_calls step still waiting for outputs
+            named.append(
+                self._end_step(STEP_END.get(status, "completed"), None, _step_error(error))
+            )
+        self.move_run(status)
+        prompt, completion = self.used()
+        self.run.update(
+            required_action=None,
+            last_error=error,
+            usage=objects.usage(prompt, completion),
+            incomplete_details={"reason": incomplete} if incomplete else None,
+        )
+        if status != "expired":
+            self.run["expires_at"] = None
+        named.append((f"thread.run.{status}", self.run))
+        await self.commit(*named)
+
+
+def _step_error(error: dict[str, str] | None) -> dict[str, str] | None:
+    """Steps know only ``server_error`` and ``rate_limit_exceeded``."""
+    if error is None or error["code"] in ("server_error", "rate_limit_exceeded"):
+        return error
+    return {"code": "server_error", "message": error["message"]}

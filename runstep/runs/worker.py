@@ -1,0 +1,101 @@
+"""The worker: claims runs under a lease, executes them concurrently, and sweeps expired ones."""
+
+import asyncio
+import logging
+import os
+import socket
+import time
+
+from runstep import ids
+from runstep.config import Settings
+from runstep.providers.base import Provider
+from runstep.runs.bus import LocalBus
+from runstep.runs.executor import Executor
+from runstep.runs.recorder import Recorder
+from runstep.store import runs as run_rows
+from runstep.store.db import Database
+
+log = logging.getLogger("runstep.worker")
+
+
+def instance_id(role: str) -> str:
+    """A name for this process in leases: host, pid and a random suffix."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{ids.random_token(6)}"
+
+
+class Worker:
+    """Claims up to ``concurrency`` runs at a time and executes each in its own task."""
+
+    def __init__(self, db: Database, bus: LocalBus, provider: Provider, settings: Settings) -> None:
+        self.db, self.bus, self.settings = db, bus, settings
+        self.executor = Executor(db, bus, provider, settings)
+        self.owner = instance_id("worker")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop()),
+            asyncio.create_task(self._sweep_loop()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel running executions (their leases lapse and they resume)."""
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            claimed = await self._claim_available()
+            if not claimed:
+                await self.bus.wait_for_work(self.settings.worker_poll_seconds)
+
+    async def _claim_available(self) -> int:
+        """Claim runs while there is room; returns how many were claimed."""
+        claimed = 0
+        while len(self._tasks) < self.settings.worker_concurrency:
+            try:
+                async with self.db.write() as conn:
+                    row = await run_rows.claim_next(
+                        conn, self.owner, time.time(), self.settings.lease_seconds
+                    )
+            except Exception:
+                log.exception("claiming runs failed; retrying")
+                await asyncio.sleep(self.settings.worker_poll_seconds)
+                return claimed
+            if row is None:
+                return claimed
+            claimed += 1
+            task = asyncio.create_task(self.executor.execute(row, self.owner))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        return claimed
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.bus.wake_workers()  # room for another run
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_seconds)
+            try:
+                await sweep_expired(self.db, self.bus, self.settings, self.owner)
+            except Exception:
+                log.exception("expiry sweep failed; retrying")
+
+
+async def sweep_expired(db: Database, bus: LocalBus, settings: Settings, owner: str) -> int:
+    """Expire unleased runs past ``expires_at`` (e.g. waiting for tool outputs); each run is
+    leased first, so many sweepers never expire a run twice."""
+    async with db.read() as conn:
+        candidates = await run_rows.past_expiry(conn, time.time())
+    expired = 0
+    for _, run_id in candidates:
+        async with Recorder.leased(
+            db, bus, run_id, owner, settings.lease_seconds, settings.delta_flush_seconds
+        ) as recorder:
+            if recorder is not None and recorder.run["status"] in run_rows.NOT_TERMINAL:
+                await recorder.finish("expired")
+                expired += 1
+    return expired

@@ -1,0 +1,68 @@
+"""The per-run event log: every stream event of a run, in order, as compact JSON text."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runstep.store import tables
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stream event: ``seq`` orders it within its run; ``data`` is one line of JSON."""
+
+    seq: int
+    event: str
+    data: str
+
+
+def encode(obj: Any) -> str:
+    """Compact, single-line JSON, as SSE ``data:`` lines need."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+async def append(conn: AsyncConnection, run_id: str, events: list[Event], created_at: int) -> None:
+    """Persist events and advance the run's ``last_seq`` in the same transaction."""
+    if not events:
+        return
+    await conn.execute(
+        tables.run_events.insert(),
+        [
+            {
+                "run_id": run_id,
+                "seq": e.seq,
+                "event": e.event,
+                "data": e.data,
+                "created_at": created_at,
+            }
+            for e in events
+        ],
+    )
+    await conn.execute(
+        tables.runs.update().where(tables.runs.c.id == run_id).values(last_seq=events[-1].seq)
+    )
+
+
+async def read_after(
+    conn: AsyncConnection, run_id: str, after_seq: int, limit: int = 1000
+) -> list[Event]:
+    """The persisted events of a run with ``seq > after_seq``, in order."""
+    columns = tables.run_events.c
+    rows = await conn.execute(
+        sa.select(columns.seq, columns.event, columns.data)
+        .where(columns.run_id == run_id, columns.seq > after_seq)
+        .order_by(columns.seq)
+        .limit(limit)
+    )
+    return [Event(seq=row.seq, event=row.event, data=row.data) for row in rows]
+
+
+async def delete_for_thread(conn: AsyncConnection, thread_id: str) -> None:
+    """Delete the event logs of every run of a thread."""
+    runs_of_thread = sa.select(tables.runs.c.id).where(tables.runs.c.thread_id == thread_id)
+    await conn.execute(
+        tables.run_events.delete().where(tables.run_events.c.run_id.in_(runs_of_thread))
+    )

@@ -1,0 +1,147 @@
+"""Run leases: claiming runs for a worker, renewing, releasing, and finding stale runs."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runstep.store import tables
+
+RUNS = tables.runs.c
+CLAIMABLE = ("queued", "in_progress", "cancelling")
+NOT_TERMINAL = ("queued", "in_progress", "requires_action", "cancelling")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The execution columns of a run row."""
+
+    id: str
+    project_id: str
+    thread_id: str
+    status: str
+    last_seq: int
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+
+
+def _free(now: float) -> sa.ColumnElement[bool]:
+    return sa.or_(RUNS.lease_owner.is_(None), RUNS.lease_expires_at < now)
+
+
+def _row_columns() -> list[sa.Column]:
+    return [
+        RUNS.id,
+        RUNS.project_id,
+        RUNS.thread_id,
+        RUNS.status,
+        RUNS.last_seq,
+        RUNS.cancel_requested,
+        RUNS.lease_owner,
+        RUNS.lease_expires_at,
+    ]
+
+
+async def claim_next(
+    conn: AsyncConnection, owner: str, now: float, lease_seconds: float
+) -> RunRow | None:
+    """Lease the oldest claimable run to ``owner`` (SKIP LOCKED on PostgreSQL)."""
+    candidate = (
+        sa.select(RUNS.pk)
+        .where(RUNS.status.in_(CLAIMABLE), _free(now))
+        .order_by(RUNS.pk)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await conn.execute(
+        tables.runs.update()
+        .where(RUNS.pk == candidate, _free(now))
+        .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+        .returning(*_row_columns())
+    )
+    row = result.first()
+    return RunRow(**row._mapping) if row else None
+
+
+async def lock(conn: AsyncConnection, project_id: str, run_id: str) -> RunRow | None:
+    """The run's execution columns, with the row locked for this transaction."""
+    result = await conn.execute(
+        sa.select(*_row_columns())
+        .where(RUNS.id == run_id, RUNS.project_id == project_id)
+        .with_for_update()
+    )
+    row = result.first()
+    return RunRow(**row._mapping) if row else None
+
+
+async def renew(conn: AsyncConnection, run_id: str, owner: str, until: float) -> bool | None:
+    """Extend a lease. Returns whether a cancel was requested, or None if ``owner`` lost it."""
+    result = await conn.execute(
+        tables.runs.update()
+        .where(RUNS.id == run_id, RUNS.lease_owner == owner)
+        .values(lease_expires_at=until)
+        .returning(RUNS.cancel_requested)
+    )
+    cancel_requested: bool | None = result.scalar_one_or_none()
+    return cancel_requested
+
+
+async def acquire(conn: AsyncConnection, run_id: str, owner: str, now: float, until: float) -> bool:
+    """Lease one specific run if nobody holds it; True on success."""
+    result = await conn.execute(
+        tables.runs.update()
+        .where(RUNS.id == run_id, _free(now))
+        .values(lease_owner=owner, lease_expires_at=until)
+    )
+    return bool(result.rowcount)
+
+
+async def row(conn: AsyncConnection, run_id: str) -> RunRow | None:
+    """The run's execution columns, unlocked."""
+    result = (await conn.execute(sa.select(*_row_columns()).where(RUNS.id == run_id))).first()
+    return RunRow(**result._mapping) if result else None
+
+
+async def release(conn: AsyncConnection, run_id: str, owner: str) -> None:
+    await conn.execute(
+        tables.runs.update()
+        .where(RUNS.id == run_id, RUNS.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def set_state(conn: AsyncConnection, run_id: str, **values: object) -> None:
+    """Update execution columns (status, expires_at, cancel_requested...)."""
+    await conn.execute(tables.runs.update().where(RUNS.id == run_id).values(**values))
+
+
+async def past_expiry(conn: AsyncConnection, now: float, limit: int = 100) -> list[tuple[str, str]]:
+    """(project_id, run_id) of unleased, unfinished runs whose ``expires_at`` has passed."""
+    result = await conn.execute(
+        sa.select(RUNS.project_id, RUNS.id)
+        .where(RUNS.status.in_(NOT_TERMINAL), RUNS.expires_at < now, _free(now))
+        .order_by(RUNS.pk)
+        .limit(limit)
+    )
+    return [(row.project_id, row.id) for row in result]
+
+
+async def active_on_thread(conn: AsyncConnection, thread_id: str) -> str | None:
+    """The id of a run of this thread that has not finished, if any."""
+    result = await conn.execute(
+        sa.select(RUNS.id)
+        .where(RUNS.thread_id == thread_id, RUNS.status.in_(NOT_TERMINAL))
+        .limit(1)
+    )
+    run_id: str | None = result.scalar_one_or_none()
+    return run_id
+
+
+async def options(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+    """The run's execution options (not part of the wire object)."""
+    result = await conn.execute(sa.select(RUNS.options).where(RUNS.id == run_id))
+    value: dict[str, Any] | None = result.scalar_one_or_none()
+    return value
