@@ -1,5 +1,6 @@
 """``create_app()``: the routers, the error handlers, and the lifespan that owns the store."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from runstep.api.context import Runtime
 from runstep.config import Settings
 from runstep.providers.select import create_provider
 from runstep.runs.bus import LocalBus
+from runstep.runs.pgbus import PostgresBus
 from runstep.runs.service import RunContext
 from runstep.runs.worker import Worker, instance_id
 from runstep.services.keys import Authenticator, active_key_count
@@ -32,6 +34,11 @@ async def open_database(settings: Settings) -> Database:
     return db
 
 
+def create_bus(db: Database) -> LocalBus:
+    """In-process wake-ups on SQLite; LISTEN/NOTIFY across processes on PostgreSQL."""
+    return LocalBus() if db.is_sqlite else PostgresBus(db.url)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     """Open the store and the bus; the caller starts the worker, if any."""
     db = await open_database(settings)
@@ -42,7 +49,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             "all in one default project. Set RUNSTEP_API_KEYS or run `runstep keys create`."
         )
     authenticator = Authenticator(db, settings.api_keys, open_mode)
-    bus = LocalBus()
+    bus = create_bus(db)
     await bus.start()
     runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"))
     return Runtime(settings=settings, db=db, authenticator=authenticator, bus=bus, runs=runs)
@@ -89,3 +96,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, assistants, threads, messages, runs, steps):
         app.include_router(module.router)
     return app
+
+
+async def run_worker_process(settings: Settings, stop: asyncio.Event) -> None:
+    """``runstep worker``: execute runs until ``stop`` is set, then drain gracefully."""
+    runtime = await build_runtime(settings)
+    provider = create_provider(settings)
+    worker = Worker(runtime.db, runtime.bus, provider, settings)
+    await worker.start()
+    log.info("worker %s executing up to %d runs at once", worker.owner, settings.worker_concurrency)
+    try:
+        await stop.wait()
+        log.info("stopping: finishing running runs for up to %ss", settings.shutdown_seconds)
+        await worker.drain(settings.shutdown_seconds)
+    finally:
+        await worker.stop()
+        await provider.aclose()
+        await runtime.bus.stop()
+        await runtime.db.close()

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -44,14 +45,15 @@ def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also execute runs in this process.")
+    ] = True,
 ) -> None:
     """Start the HTTP server (API under /v1)."""
     from runstep.app import create_app
 
-    settings = Settings.from_env(host=host, port=port)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = Settings.from_env(host=host, port=port, run_worker=worker)
+    _configure_logging()
     if not key_service.is_loopback(host) and not settings.api_keys:
         if settings.is_sqlite:
             _with_database(settings, lambda db: asyncio.sleep(0))
@@ -63,6 +65,34 @@ def serve(
             raise typer.Exit(code=2)
     console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Runs executed at once (RUNSTEP_WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Execute runs without serving HTTP; start several to scale out (PostgreSQL)."""
+    from runstep.app import run_worker_process
+
+    settings = Settings.from_env(worker_concurrency=concurrency)
+    _configure_logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker_process(settings, stop)
+
+    asyncio.run(main())
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _count_keys(settings: Settings) -> int:

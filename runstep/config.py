@@ -40,6 +40,7 @@ class Settings:
     sweep_seconds: float = 5.0
     stream_ping_seconds: float = 15.0
     context_window_tokens: int = 128_000
+    shutdown_seconds: float = 30.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -74,6 +75,7 @@ class Settings:
             "RUNSTEP_SWEEP_SECONDS": ("sweep_seconds", float),
             "RUNSTEP_STREAM_PING_SECONDS": ("stream_ping_seconds", float),
             "RUNSTEP_CONTEXT_WINDOW_TOKENS": ("context_window_tokens", int),
+            "RUNSTEP_SHUTDOWN_SECONDS": ("shutdown_seconds", float),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():

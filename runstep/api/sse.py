@@ -30,7 +30,7 @@ async def _tail(db: Database, bus: LocalBus, run_id: str, after_seq: int) -> Asy
     while True:
         signal = bus.signal(run_id)
         events = bus.live_after(run_id, last)
-        if not events:
+        if events is None:  # not executing in this process: read the log
             async with db.read() as conn:
                 events = await event_log.read_after(conn, run_id, last)
         for event in events:

@@ -26,6 +26,7 @@ from runstep.store import runs as run_rows
 from runstep.store.collections import ASSISTANTS, RUNS, THREADS
 from runstep.store.db import Database
 from runstep.store.events import Event, encode
+from runstep.store.notify import CONTROL, WORK, notify, notify_now
 
 KIND = "run"
 CANCELLABLE = ("queued", "in_progress", "requires_action")
@@ -153,11 +154,6 @@ def _options(assistant: dict[str, Any], request: Any, include: list[str]) -> dic
     }
 
 
-def _queued(ctx: RunContext, run_id: str) -> None:
-    ctx.bus.notify(run_id)
-    ctx.bus.wake_workers()
-
-
 async def create(
     ctx: RunContext, project_id: str, thread_id: str, request: CreateRunRequest, include: list[str]
 ) -> dict[str, Any]:
@@ -174,7 +170,8 @@ async def create(
         for extra in request.additional_messages or []:
             await messages.insert(conn, project_id, messages.user_message(thread_id, extra, at))
         await _insert_run(ctx, conn, project_id, run, _options(assistant, request, include))
-    _queued(ctx, run["id"])
+        await notify(conn, WORK)
+    ctx.bus.wake_workers()
     return run
 
 
@@ -196,7 +193,8 @@ async def create_thread_and_run(
         for message in initial:
             await messages.insert(conn, project_id, message)
         await _insert_run(ctx, conn, project_id, run, _options(assistant, request, []))
-    _queued(ctx, run["id"])
+        await notify(conn, WORK)
+    ctx.bus.wake_workers()
     return thread, run
 
 
@@ -222,6 +220,7 @@ async def cancel(ctx: RunContext, project_id: str, thread_id: str, run_id: str) 
         if run["status"] not in CANCELLABLE:
             raise InvalidRequest(f"Cannot cancel run with status '{run['status']}'.")
         await run_rows.set_state(conn, run_id, cancel_requested=True)
+        await notify(conn, CONTROL, run_id)
     ctx.bus.notify(f"control:{run_id}")
     async with ctx.recorder(run_id) as recorder:
         if recorder is not None and recorder.run["status"] not in states.RUN_TERMINAL:
@@ -276,7 +275,8 @@ async def submit_tool_outputs(
         after_seq = recorder.last_seq
         await recorder.submit_outputs(outputs)
         run = dict(recorder.run)
-    _queued(ctx, run_id)
+    await notify_now(ctx.db, WORK)
+    ctx.bus.wake_workers()
     return run, after_seq
 
 

@@ -39,6 +39,13 @@ class Worker:
             asyncio.create_task(self._sweep_loop()),
         ]
 
+    async def drain(self, timeout: float) -> None:
+        """Stop claiming and give running runs up to ``timeout`` seconds to finish."""
+        for loop in self._loops:
+            loop.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     async def stop(self) -> None:
         """Stop claiming; cancel running executions (their leases lapse and they resume)."""
         for task in [*self._loops, *self._tasks]:

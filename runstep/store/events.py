@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runstep.store import tables
+from runstep.store.notify import EVENTS, notify
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ async def append(conn: AsyncConnection, run_id: str, events: list[Event], create
     await conn.execute(
         tables.runs.update().where(tables.runs.c.id == run_id).values(last_seq=events[-1].seq)
     )
+    await notify(conn, EVENTS, run_id)
 
 
 async def read_after(
