@@ -3,13 +3,13 @@
 import logging
 from typing import Any
 
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from runstep.errors import APIError, InternalError, InvalidRequest, Unavailable
+from runstep.store.db import DATABASE_DOWN
 
 log = logging.getLogger("runstep.api")
 
@@ -97,12 +97,12 @@ def install(app: FastAPI) -> None:
         error.status_code = exc.status_code
         return error_response(error)
 
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
-    @app.exception_handler(sqlalchemy.exc.InterfaceError)
-    @app.exception_handler(sqlalchemy.exc.TimeoutError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
         return error_response(Unavailable("The database is unreachable; retry shortly."))
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:

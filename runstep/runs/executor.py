@@ -21,7 +21,7 @@ from runstep.runs.recorder import LeaseLost, Recorder
 from runstep.services.common import now
 from runstep.store import runs as run_rows
 from runstep.store.collections import MESSAGES, RUN_STEPS
-from runstep.store.db import Database
+from runstep.store.db import DATABASE_DOWN, Database
 
 log = logging.getLogger("runstep.executor")
 
@@ -61,43 +61,61 @@ class Executor:
             self.settings.lease_seconds,
             self.settings.delta_flush_seconds,
         )
-        watcher = asyncio.create_task(self._watch_cancel(recorder, asyncio.current_task()))
+        task = asyncio.current_task()
+        assert task is not None
+        keeper = asyncio.create_task(self._keep_lease(recorder, task))
+        try:
+            await self._run_to_end(recorder)
+        except (LeaseLost, *DATABASE_DOWN) as error:
+            recorder.abandoned = True
+            log.warning("abandoning %s (%r); it resumes once its lease lapses", row.id, error)
+        except asyncio.CancelledError:
+            if recorder.abandoned or not recorder.cancel_requested:
+                raise  # shutting down, or another worker owns the run now
+            task.uncancel()
+            await recorder.finish("cancelled")
+        finally:
+            keeper.cancel()
+            await recorder.release()
+
+    async def _run_to_end(self, recorder: Recorder) -> None:
+        """Drive the run; every failure but a lost lease or database ends it visibly."""
         try:
             await self._drive(recorder)
-        except LeaseLost:
-            log.warning("lost the lease of %s; another worker owns it now", row.id)
-            return
-        except (CancelRequested, asyncio.CancelledError) as stop:
-            if isinstance(stop, asyncio.CancelledError) and not recorder.cancel_requested:
-                raise  # the worker is shutting down: the run is resumed elsewhere
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        except CancelRequested:
             await recorder.finish("cancelled")
         except ProviderError as error:
-            log.warning("run %s failed: %s", row.id, error.message)
+            log.warning("run %s failed: %s", recorder.run["id"], error.message)
             await recorder.finish(
                 "failed", {"code": ERROR_CODES[error.kind], "message": error.message}
             )
+        except (LeaseLost, *DATABASE_DOWN):
+            raise
         except Exception:
-            log.exception("run %s failed with an internal error", row.id)
+            log.exception("run %s failed with an internal error", recorder.run["id"])
             await recorder.finish(
                 "failed",
                 {"code": "server_error", "message": "The server had an error while running."},
             )
-        finally:
-            watcher.cancel()
-            await recorder.release()
 
-    async def _watch_cancel(self, recorder: Recorder, task: asyncio.Task[Any] | None) -> None:
-        """Cancel the executing task promptly when a cancel request arrives."""
-        run_id = recorder.run["id"]
-        while task is not None and not task.done():
-            await wait(self.bus.signal(f"control:{run_id}"), self.settings.lease_seconds / 3)
-            async with self.db.read() as conn:
-                current = await run_rows.row(conn, run_id)
-            if current is not None and current.cancel_requested:
+    async def _keep_lease(self, recorder: Recorder, task: asyncio.Task[Any]) -> None:
+        """Renew the lease every third of its length; stop ``task`` when a cancel is requested
+        (woken at once by the control signal) or when the lease was lost."""
+        control = f"control:{recorder.run['id']}"
+        while True:
+            await wait(self.bus.signal(control), self.settings.lease_seconds / 3)
+            try:
+                cancel = await recorder.renew()
+            except DATABASE_DOWN:
+                continue  # the lease may lapse; the next renewal or another worker decides
+            if cancel is None:
+                recorder.abandoned = True
+            elif cancel:
                 recorder.cancel_requested = True
-                task.cancel()
-                return
+            else:
+                continue
+            task.cancel()
+            return
 
     async def _drive(self, recorder: Recorder) -> None:
         if recorder.cancel_requested or recorder.run["status"] == "cancelling":

@@ -48,6 +48,7 @@ class Recorder:
         self.project_id = row.project_id
         self.owner = owner
         self.cancel_requested = row.cancel_requested
+        self.abandoned = False  # lease or database lost: leave the run for another worker
         self.step: dict[str, Any] | None = None
         self.message: dict[str, Any] | None = None
         self._lease_seconds, self._flush_seconds = lease_seconds, flush_seconds
@@ -168,9 +169,18 @@ class Recorder:
             expires_at=self.run["expires_at"],
         )
 
+    async def renew(self) -> bool | None:
+        """Extend the lease; whether a cancel was requested, or None if the lease is lost."""
+        async with self.db.write() as conn:
+            until = time.time() + self._lease_seconds
+            return await run_rows.renew(conn, self.run["id"], self.owner, until)
+
     async def release(self) -> None:
-        """Give up the lease (after flushing) and drop the in-memory feed."""
+        """Give up the lease (after flushing) and drop the in-memory feed; an abandoned run
+        keeps its lease until it lapses."""
         try:
+            if self.abandoned:
+                return
             if self._pending or self._dirty or self._new:
                 await self.flush()
             async with self.db.write() as conn:

@@ -11,6 +11,14 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+# Errors that mean "the database is unreachable right now", not "the request was wrong".
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    ConnectionError,
+)
+
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, a busy timeout, and explicit BEGINs (``BEGIN IMMEDIATE`` for writes)."""
