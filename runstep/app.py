@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runstep import __version__
-from runstep.api import assistants, errors, health, messages, runs, steps, threads
+from runstep.api import assistants, errors, health, messages, metrics, runs, steps, threads
 from runstep.api.context import Runtime
+from runstep.api.limits import RequestLimiter, StreamLimiter
+from runstep.api.middleware import RequestIdMiddleware
 from runstep.config import Settings
 from runstep.providers.select import create_provider
 from runstep.runs.bus import LocalBus
@@ -52,7 +54,15 @@ async def build_runtime(settings: Settings) -> Runtime:
     bus = create_bus(db)
     await bus.start()
     runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"))
-    return Runtime(settings=settings, db=db, authenticator=authenticator, bus=bus, runs=runs)
+    return Runtime(
+        settings=settings,
+        db=db,
+        authenticator=authenticator,
+        bus=bus,
+        runs=runs,
+        requests=RequestLimiter(settings.requests_per_minute),
+        streams=StreamLimiter(settings.max_streams),
+    )
 
 
 @asynccontextmanager
@@ -93,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, assistants, threads, messages, runs, steps):
+    app.add_middleware(RequestIdMiddleware)
+    for module in (health, metrics, assistants, threads, messages, runs, steps):
         app.include_router(module.router)
     return app
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runstep.config import Settings
+from runstep.observability import configure_logging
 from runstep.services import keys as key_service
 from runstep.store import migrate as migrations
 from runstep.store.db import Database
@@ -53,7 +53,7 @@ def serve(
     from runstep.app import create_app
 
     settings = Settings.from_env(host=host, port=port, run_worker=worker)
-    _configure_logging()
+    _configure_logging(settings)
     if not key_service.is_loopback(host) and not settings.api_keys:
         if settings.is_sqlite:
             _with_database(settings, lambda db: asyncio.sleep(0))
@@ -64,7 +64,7 @@ def serve(
             )
             raise typer.Exit(code=2)
     console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -77,7 +77,7 @@ def worker(
     from runstep.app import run_worker_process
 
     settings = Settings.from_env(worker_concurrency=concurrency)
-    _configure_logging()
+    _configure_logging(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -89,10 +89,8 @@ def worker(
     asyncio.run(main())
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.json_logs)
 
 
 def _count_keys(settings: Settings) -> int:

@@ -41,6 +41,9 @@ class Settings:
     stream_ping_seconds: float = 15.0
     context_window_tokens: int = 128_000
     shutdown_seconds: float = 30.0
+    requests_per_minute: int = 6000
+    max_streams: int = 4096
+    json_logs: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -76,11 +79,15 @@ class Settings:
             "RUNSTEP_STREAM_PING_SECONDS": ("stream_ping_seconds", float),
             "RUNSTEP_CONTEXT_WINDOW_TOKENS": ("context_window_tokens", int),
             "RUNSTEP_SHUTDOWN_SECONDS": ("shutdown_seconds", float),
+            "RUNSTEP_REQUESTS_PER_MINUTE": ("requests_per_minute", int),
+            "RUNSTEP_MAX_STREAMS": ("max_streams", int),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():
             if env.get(variable):
                 values[name] = kind(env[variable])
+        if env.get("RUNSTEP_LOG_FORMAT"):
+            values["json_logs"] = env["RUNSTEP_LOG_FORMAT"].lower() == "json"
         if env.get("RUNSTEP_API_KEYS"):
             values["api_keys"] = _split_keys(env["RUNSTEP_API_KEYS"])
         values.update({k: v for k, v in overrides.items() if v is not None})

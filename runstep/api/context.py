@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.config import Settings
 from runstep.runs.bus import LocalBus
 from runstep.runs.service import RunContext
@@ -21,6 +22,8 @@ class Runtime:
     authenticator: Authenticator
     bus: LocalBus
     runs: RunContext
+    requests: RequestLimiter
+    streams: StreamLimiter
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ async def request_context(request: Request) -> RequestContext:
     """Authenticate the caller; every route but health depends on this."""
     runtime = runtime_of(request)
     client = request.client.host if request.client else None
-    project_id = await runtime.authenticator.project_for(_bearer_token(request), client)
+    token = _bearer_token(request)
+    project_id = await runtime.authenticator.project_for(token, client)
+    runtime.requests.check(token or project_id)
     return RequestContext(db=runtime.db, project_id=project_id, runtime=runtime)
 
 

@@ -1,5 +1,7 @@
 """``/v1/threads/{thread_id}/runs`` and ``/v1/threads/runs``."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -50,18 +52,35 @@ def run_response(ctx: RequestContext, run: dict[str, Any]) -> JSONResponse:
     return JSONResponse(run, headers=headers)
 
 
+@asynccontextmanager
+async def stream_slot(ctx: RequestContext, wanted: bool | None) -> AsyncIterator[None]:
+    """Reserve a stream before the request changes anything (429 when the server is full);
+    the stream gives the slot back when it ends, or here if the request fails first."""
+    if not wanted:
+        yield
+        return
+    ctx.runtime.streams.acquire()
+    try:
+        yield
+    except BaseException:
+        ctx.runtime.streams.release()
+        raise
+
+
 def _stream(
     ctx: RequestContext, run_id: str, after_seq: int, prefix: tuple[tuple[str, str], ...] = ()
 ) -> Response:
-    ping = ctx.runtime.settings.stream_ping_seconds
-    return run_stream(ctx.db, ctx.runtime.bus, run_id, after_seq, ping, prefix)
+    runtime = ctx.runtime
+    ping = runtime.settings.stream_ping_seconds
+    return run_stream(ctx.db, runtime.bus, runtime.streams, run_id, after_seq, ping, prefix)
 
 
 @router.post("/v1/threads/{thread_id}/runs")
 async def create_run(
     thread_id: str, body: CreateRunRequest, ctx: Context, include: Include
 ) -> Response:
-    run = await service.create(ctx.runtime.runs, ctx.project_id, thread_id, body, include)
+    async with stream_slot(ctx, body.stream):
+        run = await service.create(ctx.runtime.runs, ctx.project_id, thread_id, body, include)
     if body.stream:
         return _stream(ctx, run["id"], 0)
     return run_response(ctx, run)
@@ -69,7 +88,8 @@ async def create_run(
 
 @router.post("/v1/threads/runs")
 async def create_thread_and_run(body: CreateThreadAndRunRequest, ctx: Context) -> Response:
-    thread, run = await service.create_thread_and_run(ctx.runtime.runs, ctx.project_id, body)
+    async with stream_slot(ctx, body.stream):
+        thread, run = await service.create_thread_and_run(ctx.runtime.runs, ctx.project_id, body)
     if body.stream:
         return _stream(ctx, run["id"], 0, (("thread.created", encode(thread)),))
     return run_response(ctx, run)
@@ -105,9 +125,10 @@ async def cancel_run(thread_id: str, run_id: str, ctx: Context) -> Response:
 async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputsRequest, ctx: Context
 ) -> Response:
-    run, after_seq = await service.submit_tool_outputs(
-        ctx.runtime.runs, ctx.project_id, thread_id, run_id, body
-    )
+    async with stream_slot(ctx, body.stream):
+        run, after_seq = await service.submit_tool_outputs(
+            ctx.runtime.runs, ctx.project_id, thread_id, run_id, body
+        )
     if body.stream:
         return _stream(ctx, run_id, after_seq)
     return run_response(ctx, run)

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from runstep.api.limits import StreamLimiter
 from runstep.errors import InternalError
+from runstep.observability import ACTIVE_STREAMS
 from runstep.runs.bus import LocalBus, wait
 from runstep.store import events as event_log
 from runstep.store.db import Database
@@ -43,18 +45,28 @@ async def _tail(db: Database, bus: LocalBus, run_id: str, after_seq: int) -> Asy
 
 
 async def _frames(
-    db: Database, bus: LocalBus, run_id: str, after_seq: int, prefix: Sequence[tuple[str, str]]
+    db: Database,
+    bus: LocalBus,
+    streams: StreamLimiter,
+    run_id: str,
+    after_seq: int,
+    prefix: Sequence[tuple[str, str]],
 ) -> AsyncIterator[ServerSentEvent]:
-    for name, data in prefix:
-        yield ServerSentEvent(data=data, event=name)
+    ACTIVE_STREAMS.inc()
     try:
-        async for event in _tail(db, bus, run_id, after_seq):
-            yield ServerSentEvent(data=event.data, event=event.event)
-    except Exception:
-        log.exception("stream of %s broke", run_id)
-        error = InternalError("The server had an error while streaming this run.")
-        yield ServerSentEvent(data=event_log.encode(error.body()), event="error")
-    yield ServerSentEvent(data="[DONE]", event="done")
+        for name, data in prefix:
+            yield ServerSentEvent(data=data, event=name)
+        try:
+            async for event in _tail(db, bus, run_id, after_seq):
+                yield ServerSentEvent(data=event.data, event=event.event)
+        except Exception:
+            log.exception("stream of %s broke", run_id)
+            error = InternalError("The server had an error while streaming this run.")
+            yield ServerSentEvent(data=event_log.encode(error.body()), event="error")
+        yield ServerSentEvent(data="[DONE]", event="done")
+    finally:
+        ACTIVE_STREAMS.dec()
+        streams.release()
 
 
 def _ping() -> ServerSentEvent:
@@ -64,14 +76,16 @@ def _ping() -> ServerSentEvent:
 def run_stream(
     db: Database,
     bus: LocalBus,
+    streams: StreamLimiter,
     run_id: str,
     after_seq: int,
     ping_seconds: float,
     prefix: Sequence[tuple[str, str]] = (),
 ) -> EventSourceResponse:
-    """The SSE response for a run from ``after_seq`` on, after the ``prefix`` events."""
+    """The SSE response for a run from ``after_seq`` on, after the ``prefix`` events; it
+    releases a slot the caller reserved in ``streams`` when it ends."""
     return EventSourceResponse(
-        _frames(db, bus, run_id, after_seq, prefix),
+        _frames(db, bus, streams, run_id, after_seq, prefix),
         ping=ping_seconds,
         ping_message_factory=_ping,
         sep="\n",

@@ -2,11 +2,13 @@
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from runstep import ids
+from runstep import ids, observability
 from runstep.config import Settings
+from runstep.observability import ACTIVE_RUNS, ERRORS, MODEL_FIRST_TOKEN, MODEL_TURN
 from runstep.providers.base import (
     ChatRequest,
     Finish,
@@ -63,6 +65,8 @@ class Executor:
         )
         task = asyncio.current_task()
         assert task is not None
+        observability.run_id.set(row.id)  # this task's context: its log lines carry the run id
+        ACTIVE_RUNS.inc()
         keeper = asyncio.create_task(self._keep_lease(recorder, task))
         try:
             await self._run_to_end(recorder)
@@ -75,6 +79,7 @@ class Executor:
             task.uncancel()
             await recorder.finish("cancelled")
         finally:
+            ACTIVE_RUNS.dec()
             keeper.cancel()
             await recorder.release()
 
@@ -85,6 +90,7 @@ class Executor:
         except CancelRequested:
             await recorder.finish("cancelled")
         except ProviderError as error:
+            ERRORS.labels(f"model_{error.kind}").inc()
             log.warning("run %s failed: %s", recorder.run["id"], error.message)
             await recorder.finish(
                 "failed", {"code": ERROR_CODES[error.kind], "message": error.message}
@@ -92,6 +98,7 @@ class Executor:
         except (LeaseLost, *DATABASE_DOWN):
             raise
         except Exception:
+            ERRORS.labels("internal").inc()
             log.exception("run %s failed with an internal error", recorder.run["id"])
             await recorder.finish(
                 "failed",
@@ -144,7 +151,11 @@ class Executor:
 
     async def _model_turn(self, recorder: Recorder, request: ChatRequest) -> Turn:
         turn = Turn()
+        started, first = time.monotonic(), True
         async for event in self.provider.stream(request):
+            if first:
+                MODEL_FIRST_TOKEN.observe(time.monotonic() - started)
+                first = False
             if recorder.cancel_requested:
                 raise CancelRequested
             if isinstance(event, TextDelta):
@@ -158,6 +169,7 @@ class Executor:
             else:
                 turn.finish = event
             await recorder.flush_if_due()
+        MODEL_TURN.observe(time.monotonic() - started)
         return turn
 
     async def _tool_fragment(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from runstep.observability import RUNS_FINISHED
 from runstep.protocol.messages import text_part
 from runstep.runs import objects, states
 from runstep.runs.bus import LocalBus
@@ -361,6 +362,7 @@ class Recorder:
             self.run["expires_at"] = None
         named.append((f"thread.run.{status}", self.run))
         await self.commit(*named)
+        RUNS_FINISHED.labels(status).inc()
 
 
 def _step_error(error: dict[str, str] | None) -> dict[str, str] | None:

@@ -1,0 +1,74 @@
+"""Metrics (Prometheus) and structured logs carrying the request and run ids."""
+
+import contextvars
+import json
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
+
+RUNS_BY_STATUS = Gauge("runstep_runs", "Runs in the store by status", ["status"])
+QUEUE_DEPTH = Gauge("runstep_queue_depth", "Runs waiting for a worker")
+OLDEST_LEASE = Gauge("runstep_oldest_lease_seconds", "Age of the oldest live run lease")
+ACTIVE_STREAMS = Gauge("runstep_active_streams", "Open SSE streams in this process")
+ACTIVE_RUNS = Gauge("runstep_executing_runs", "Runs this process is executing")
+MODEL_FIRST_TOKEN = Histogram(
+    "runstep_model_first_token_seconds",
+    "Time from model request to first delta",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+MODEL_TURN = Histogram(
+    "runstep_model_turn_seconds",
+    "Duration of one model turn",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+ERRORS = Counter("runstep_errors", "Errors by kind", ["kind"])
+RUNS_FINISHED = Counter("runstep_runs_finished", "Runs this process ended, by status", ["status"])
+REJECTED = Counter("runstep_rejected_requests", "Requests refused for overload", ["reason"])
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics page body and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the current request and run ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, var in (("request_id", request_id), ("run_id", run_id)):
+            if (value := var.get()) is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines, with the request and run ids when there are any."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [value for var in (request_id, run_id) if (value := var.get()) is not None]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def configure_logging(json_logs: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if json_logs else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
