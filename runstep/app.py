@@ -104,7 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, metrics, assistants, threads, messages, runs, steps):
+    # runs before threads: POST /v1/threads/runs must not match POST /v1/threads/{thread_id}.
+    for module in (health, metrics, assistants, runs, steps, threads, messages):
         app.include_router(module.router)
     return app
 
