@@ -44,6 +44,7 @@ class Settings:
     requests_per_minute: int = 6000
     max_streams: int = 4096
     json_logs: bool = False
+    event_retention_seconds: int = 3600
 
     @property
     def resolved_database_url(self) -> str:
@@ -81,6 +82,7 @@ class Settings:
             "RUNSTEP_SHUTDOWN_SECONDS": ("shutdown_seconds", float),
             "RUNSTEP_REQUESTS_PER_MINUTE": ("requests_per_minute", int),
             "RUNSTEP_MAX_STREAMS": ("max_streams", int),
+            "RUNSTEP_EVENT_RETENTION_SECONDS": ("event_retention_seconds", int),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():

@@ -19,7 +19,7 @@ from runstep.providers.base import (
 )
 from runstep.runs import context, objects
 from runstep.runs.bus import LocalBus, wait
-from runstep.runs.recorder import LeaseLost, Recorder
+from runstep.runs.recorder import LeaseLost, Recorder, Replay, replayed
 from runstep.services.common import now
 from runstep.store import runs as run_rows
 from runstep.store.collections import MESSAGES, RUN_STEPS
@@ -45,6 +45,7 @@ class Turn:
 
     finish: Finish | None = None
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # model index → our call
+    replays: dict[int, Replay | None] = field(default_factory=dict)  # arguments after a crash
 
 
 class Executor:
@@ -178,19 +179,31 @@ class Executor:
             await recorder.end_step(usage=ZERO_USAGE)
         if recorder.step is None:
             await recorder.open_tool_step()
-        call = turn.calls.get(delta.index)
-        if call is None:
-            position = len(recorder.tool_calls())
-            call = objects.function_call(ids.new_id(ids.CALL), delta.name or "", "")
-            turn.calls[delta.index] = call
-            first = {"index": position, **call, "function": {**call["function"]}}
-            recorder.add_tool_call(call, first)
-        if delta.arguments:
-            call["function"]["arguments"] += delta.arguments
+        call = turn.calls.get(delta.index) or self._new_call(recorder, turn, delta)
+        arguments, turn.replays[delta.index], diverged = replayed(
+            turn.replays.get(delta.index), delta.arguments, "tool call"
+        )
+        if diverged:
+            call["function"]["arguments"] = ""
+        if arguments:
+            call["function"]["arguments"] += arguments
             position = recorder.tool_calls().index(call)
             recorder.touch_step(
-                {"index": position, "type": "function", "function": {"arguments": delta.arguments}}
+                {"index": position, "type": "function", "function": {"arguments": arguments}}
             )
+
+    def _new_call(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> dict[str, Any]:
+        """The call for a new model index: one a crashed worker recorded (replayed), or new."""
+        recorded = recorder.tool_calls()
+        if delta.index < len(recorded):  # resuming a step whose calls were being streamed
+            call = recorded[delta.index]
+            turn.replays[delta.index] = Replay(call["function"]["arguments"])
+        else:
+            call = objects.function_call(ids.new_id(ids.CALL), delta.name or "", "")
+            first = {"index": len(recorded), **call, "function": {**call["function"]}}
+            recorder.add_tool_call(call, first)
+        turn.calls[delta.index] = call
+        return call
 
     async def _after_turn(self, recorder: Recorder, turn: Turn) -> bool:
         """Record the turn's end; True if the run goes on with another turn."""

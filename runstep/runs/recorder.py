@@ -5,6 +5,7 @@ or expiring it) records through a ``Recorder``. Status events are persisted befo
 published, so a client that saw ``thread.run.completed`` reads ``completed`` from GET run.
 Deltas are published at once and persisted in batches; the log stays in order either way."""
 
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -22,9 +23,46 @@ from runstep.store.db import Database
 from runstep.store.events import Event, encode
 from runstep.store.objects import ObjectTable
 
+log = logging.getLogger("runstep.recorder")
+
 # How an unfinished step or message ends when its run ends with a given status.
 STEP_END = {"cancelled": "cancelled", "failed": "failed", "expired": "expired"}
 MESSAGE_END = {"cancelled": "run_cancelled", "failed": "run_failed", "expired": "run_expired"}
+
+
+class Replay:
+    """Text a crashed worker had already recorded. The resumed run regenerates it; only what
+    goes beyond it is streamed again, so a reader's stream continues where it stopped."""
+
+    def __init__(self, recorded: str) -> None:
+        self.recorded = recorded
+        self.regenerated = ""
+
+    def fresh(self, text: str) -> str | None:
+        """The part of ``text`` past the recorded text; None if the regeneration diverged."""
+        before = len(self.regenerated)
+        self.regenerated += text
+        if self.recorded.startswith(self.regenerated):
+            return ""
+        if self.regenerated.startswith(self.recorded):
+            return self.regenerated[max(before, len(self.recorded)) :]
+        return None
+
+    @property
+    def done(self) -> bool:
+        return len(self.regenerated) >= len(self.recorded)
+
+
+def replayed(replay: "Replay | None", text: str, what: str) -> tuple[str, "Replay | None", bool]:
+    """Filter ``text`` through ``replay``: (text to record, the replay still active, whether
+    the recorded text must be replaced by the regeneration because it diverged)."""
+    if replay is None:
+        return text, None, False
+    fresh = replay.fresh(text)
+    if fresh is None:
+        log.warning("resumed %s diverged from what was recorded; replacing it", what)
+        return replay.regenerated, None, True
+    return fresh, (None if replay.done else replay), False
 
 
 class LeaseLost(Exception):
@@ -50,6 +88,7 @@ class Recorder:
         self.owner = owner
         self.cancel_requested = row.cancel_requested
         self.abandoned = False  # lease or database lost: leave the run for another worker
+        self.replay: Replay | None = None  # the open message's text, after a crash
         self.step: dict[str, Any] | None = None
         self.message: dict[str, Any] | None = None
         self._lease_seconds, self._flush_seconds = lease_seconds, flush_seconds
@@ -80,6 +119,8 @@ class Recorder:
             if recorder.step is not None and recorder.step["type"] == "message_creation":
                 message_id = recorder.step["step_details"]["message_creation"]["message_id"]
                 recorder.message = await MESSAGES.get(conn, row.project_id, message_id)
+                if recorder.message is not None and recorder.message["content"]:
+                    recorder.replay = Replay(recorder.message["content"][0]["text"]["value"])
         bus.open_feed(row.id, row.last_seq + 1)
         return recorder
 
@@ -233,7 +274,12 @@ class Recorder:
 
     def add_text(self, text: str) -> None:
         assert self.message is not None
+        text, self.replay, diverged = replayed(self.replay, text, "message")
         content = self.message["content"]
+        if diverged:
+            content.clear()
+        if not text:
+            return
         first = not content
         if first:
             content.append(text_part(""))

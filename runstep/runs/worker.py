@@ -12,6 +12,8 @@ from runstep.providers.base import Provider
 from runstep.runs.bus import LocalBus
 from runstep.runs.executor import Executor
 from runstep.runs.recorder import Recorder
+from runstep.runs.states import RUN_TERMINAL
+from runstep.store import events as event_log
 from runstep.store import runs as run_rows
 from runstep.store.db import Database
 
@@ -88,8 +90,16 @@ class Worker:
             await asyncio.sleep(self.settings.sweep_seconds)
             try:
                 await sweep_expired(self.db, self.bus, self.settings, self.owner)
+                await compact_events(self.db, self.settings.event_retention_seconds)
             except Exception:
-                log.exception("expiry sweep failed; retrying")
+                log.exception("sweep failed; retrying")
+
+
+async def compact_events(db: Database, retention_seconds: int) -> int:
+    """Drop delta events of runs that finished more than ``retention_seconds`` ago."""
+    async with db.write() as conn:
+        before = int(time.time()) - retention_seconds
+        return await event_log.compact(conn, tuple(RUN_TERMINAL), before)
 
 
 async def sweep_expired(db: Database, bus: LocalBus, settings: Settings, owner: str) -> int:

@@ -68,3 +68,21 @@ async def delete_for_thread(conn: AsyncConnection, thread_id: str) -> None:
     await conn.execute(
         tables.run_events.delete().where(tables.run_events.c.run_id.in_(runs_of_thread))
     )
+
+
+DELTA_EVENTS = ("thread.message.delta", "thread.run.step.delta")
+
+
+async def compact(conn: AsyncConnection, finished_statuses: tuple[str, ...], before: int) -> int:
+    """Delete delta events older than ``before`` of runs that have finished. Run, step and
+    message objects keep everything; a replay then shows each object's final state."""
+    finished = sa.select(tables.runs.c.id).where(tables.runs.c.status.in_(finished_statuses))
+    columns = tables.run_events.c
+    result = await conn.execute(
+        tables.run_events.delete().where(
+            columns.event.in_(DELTA_EVENTS),
+            columns.created_at < before,
+            columns.run_id.in_(finished),
+        )
+    )
+    return int(result.rowcount or 0)
