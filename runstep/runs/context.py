@@ -78,21 +78,27 @@ class Context:
 def _truncate(
     history: list[dict[str, Any]], strategy: dict[str, Any], budget: int
 ) -> list[dict[str, Any]]:
-    """``last_messages`` keeps the newest N; ``auto`` keeps the newest that fit in ``budget``
-    (and the first message too when it fits), dropping from the middle."""
+    """``last_messages`` keeps the newest N. ``auto`` always keeps the newest message (if even
+    that does not fit, the run ends ``incomplete``), then the first (it often states the task)
+    and as many of the newest others as fit in ``budget``, dropping from the middle."""
     if strategy.get("type") == "last_messages" and strategy.get("last_messages"):
         return history[-strategy["last_messages"] :]
+    if len(history) <= 1:
+        return history
+    *older, newest = history
+    budget -= _message_tokens(newest)
+    head: list[dict[str, Any]] = []
+    if _message_tokens(older[0]) <= budget:
+        budget -= _message_tokens(older[0])
+        head, older = [older[0]], older[1:]
     kept: list[dict[str, Any]] = []
-    for message in reversed(history):
+    for message in reversed(older):
         cost = _message_tokens(message)
         if cost > budget:
             break
         kept.append(message)
         budget -= cost
-    kept.reverse()
-    if history and kept and kept[0] is not history[0] and _message_tokens(history[0]) <= budget:
-        kept.insert(0, history[0])
-    return kept
+    return [*head, *reversed(kept), newest]
 
 
 def _tools(run: dict[str, Any]) -> list[dict[str, Any]]:
