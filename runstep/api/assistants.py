@@ -8,7 +8,7 @@ from runstep.api.context import Context
 from runstep.protocol.assistants import CreateAssistantRequest, ModifyAssistantRequest
 from runstep.protocol.common import ListQuery
 from runstep.services import assistants
-from runstep.services.common import list_page, retrieve
+from runstep.services.common import delete, list_page, retrieve
 from runstep.store.collections import ASSISTANTS
 
 router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
@@ -38,4 +38,6 @@ async def modify_assistant(
 
 @router.delete("/{assistant_id}")
 async def delete_assistant(assistant_id: str, ctx: Context) -> dict[str, Any]:
-    return await assistants.delete(ctx.db, ctx.project_id, assistant_id)
+    return await delete(
+        ctx.db, ASSISTANTS, assistants.KIND, "assistant.deleted", ctx.project_id, assistant_id
+    )

@@ -8,7 +8,7 @@ from runstep.api.context import Context
 from runstep.protocol.common import ListQuery
 from runstep.protocol.messages import CreateMessageRequest, ModifyMessageRequest
 from runstep.services import messages, threads
-from runstep.services.common import list_page, retrieve
+from runstep.services.common import delete, list_page, retrieve
 from runstep.store.collections import MESSAGES, THREADS
 
 router = APIRouter(prefix="/v1/threads/{thread_id}/messages", tags=["messages"])
@@ -51,4 +51,12 @@ async def modify_message(
 
 @router.delete("/{message_id}")
 async def delete_message(thread_id: str, message_id: str, ctx: Context) -> dict[str, Any]:
-    return await messages.delete(ctx.db, ctx.project_id, thread_id, message_id)
+    return await delete(
+        ctx.db,
+        MESSAGES,
+        messages.KIND,
+        "thread.message.deleted",
+        ctx.project_id,
+        message_id,
+        thread_id=thread_id,
+    )

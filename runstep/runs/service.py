@@ -19,7 +19,7 @@ from runstep.runs import states
 from runstep.runs.bus import LocalBus
 from runstep.runs.recorder import Recorder
 from runstep.services import messages
-from runstep.services.common import get_or_404, now
+from runstep.services.common import get_or_404, now, set_metadata, update
 from runstep.services.threads import new_thread
 from runstep.store import events as event_log
 from runstep.store import runs as run_rows
@@ -201,14 +201,9 @@ async def create_thread_and_run(
 async def modify(
     ctx: RunContext, project_id: str, thread_id: str, run_id: str, request: ModifyRunRequest
 ) -> dict[str, Any]:
-    async with ctx.db.write() as conn:
-        run = await get_or_404(
-            conn, RUNS, KIND, project_id, run_id, for_update=True, thread_id=thread_id
-        )
-        if "metadata" in request.model_fields_set:
-            run["metadata"] = request.metadata or {}
-            await RUNS.replace(conn, project_id, run)
-    return run
+    return await update(
+        ctx.db, RUNS, KIND, project_id, run_id, set_metadata(request), thread_id=thread_id
+    )
 
 
 async def cancel(ctx: RunContext, project_id: str, thread_id: str, run_id: str) -> dict[str, Any]:

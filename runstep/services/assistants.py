@@ -3,15 +3,13 @@
 from typing import Any
 
 from runstep import ids
-from runstep.errors import NotFound
 from runstep.protocol.assistants import (
     AssistantObject,
     CreateAssistantRequest,
     ModifyAssistantRequest,
 )
-from runstep.protocol.common import deleted_object
 from runstep.protocol.tools import response_format_wire, tools_wire
-from runstep.services.common import get_or_404, now
+from runstep.services.common import now, update
 from runstep.services.resources import tool_resources_wire
 from runstep.store.collections import ASSISTANTS
 from runstep.store.db import Database
@@ -63,15 +61,6 @@ async def create(db: Database, project_id: str, request: CreateAssistantRequest)
 async def modify(
     db: Database, project_id: str, assistant_id: str, request: ModifyAssistantRequest
 ) -> dict[str, Any]:
-    async with db.write() as conn:
-        obj = await get_or_404(conn, ASSISTANTS, KIND, project_id, assistant_id, for_update=True)
-        _apply(obj, request)
-        await ASSISTANTS.replace(conn, project_id, obj)
-    return obj
-
-
-async def delete(db: Database, project_id: str, assistant_id: str) -> dict[str, Any]:
-    async with db.write() as conn:
-        if not await ASSISTANTS.delete(conn, project_id, assistant_id):
-            raise NotFound.object(KIND, assistant_id)
-    return deleted_object(assistant_id, "assistant.deleted")
+    return await update(
+        db, ASSISTANTS, KIND, project_id, assistant_id, lambda obj: _apply(obj, request)
+    )

@@ -5,15 +5,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runstep import ids
-from runstep.errors import InvalidRequest, NotFound
-from runstep.protocol.common import deleted_object
+from runstep.errors import InvalidRequest
 from runstep.protocol.messages import (
     CreateMessageRequest,
     MessageObject,
     ModifyMessageRequest,
     content_wire,
 )
-from runstep.services.common import get_or_404, now
+from runstep.services.common import get_or_404, now, set_metadata, update
 from runstep.store import runs as run_rows
 from runstep.store.collections import MESSAGES, THREADS
 from runstep.store.db import Database
@@ -61,18 +60,6 @@ async def create(
 async def modify(
     db: Database, project_id: str, thread_id: str, message_id: str, request: ModifyMessageRequest
 ) -> dict[str, Any]:
-    async with db.write() as conn:
-        message = await get_or_404(
-            conn, MESSAGES, KIND, project_id, message_id, for_update=True, thread_id=thread_id
-        )
-        if "metadata" in request.model_fields_set:
-            message["metadata"] = request.metadata or {}
-            await MESSAGES.replace(conn, project_id, message)
-    return message
-
-
-async def delete(db: Database, project_id: str, thread_id: str, message_id: str) -> dict[str, Any]:
-    async with db.write() as conn:
-        if not await MESSAGES.delete(conn, project_id, message_id, thread_id=thread_id):
-            raise NotFound.object(KIND, message_id)
-    return deleted_object(message_id, "thread.message.deleted")
+    return await update(
+        db, MESSAGES, KIND, project_id, message_id, set_metadata(request), thread_id=thread_id
+    )

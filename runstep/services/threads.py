@@ -7,7 +7,7 @@ from runstep.errors import NotFound
 from runstep.protocol.common import deleted_object
 from runstep.protocol.threads import CreateThreadRequest, ModifyThreadRequest, ThreadObject
 from runstep.services import messages
-from runstep.services.common import get_or_404, now
+from runstep.services.common import now, set_metadata, update
 from runstep.services.resources import tool_resources_wire
 from runstep.store import events as event_log
 from runstep.store.collections import MESSAGES, RUN_STEPS, RUNS, THREADS
@@ -44,17 +44,15 @@ async def create(db: Database, project_id: str, request: CreateThreadRequest) ->
 async def modify(
     db: Database, project_id: str, thread_id: str, request: ModifyThreadRequest
 ) -> dict[str, Any]:
-    async with db.write() as conn:
-        thread = await get_or_404(conn, THREADS, KIND, project_id, thread_id, for_update=True)
-        given = request.model_fields_set
-        if "tool_resources" in given:
+
+    def change(thread: dict[str, Any]) -> None:
+        if "tool_resources" in request.model_fields_set:
             thread["tool_resources"] = tool_resources_wire(
                 request.tool_resources, thread["tool_resources"]
             )
-        if "metadata" in given:
-            thread["metadata"] = request.metadata or {}
-        await THREADS.replace(conn, project_id, thread)
-    return thread
+        set_metadata(request)(thread)
+
+    return await update(db, THREADS, KIND, project_id, thread_id, change)
 
 
 async def delete(db: Database, project_id: str, thread_id: str) -> dict[str, Any]:
