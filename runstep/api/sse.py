@@ -55,22 +55,26 @@ async def _frames(
     ACTIVE_STREAMS.inc()
     try:
         for name, data in prefix:
-            yield ServerSentEvent(data=data, event=name)
+            yield _frame(name, data)
         try:
             async for event in _tail(db, bus, run_id, after_seq):
-                yield ServerSentEvent(data=event.data, event=event.event)
+                yield _frame(event.event, event.data)
         except Exception:
             log.exception("stream of %s broke", run_id)
             error = InternalError("The server had an error while streaming this run.")
-            yield ServerSentEvent(data=event_log.encode(error.body()), event="error")
-        yield ServerSentEvent(data="[DONE]", event="done")
+            yield _frame("error", event_log.encode(error.body()))
+        yield _frame("done", "[DONE]")
     finally:
         ACTIVE_STREAMS.dec()
         streams.release()
 
 
+def _frame(event: str, data: str) -> ServerSentEvent:
+    return ServerSentEvent(data=data, event=event, sep="\n")
+
+
 def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping")
+    return ServerSentEvent(comment="ping", sep="\n")
 
 
 def run_stream(

@@ -48,9 +48,15 @@ async def claim_next(
     conn: AsyncConnection, owner: str, now: float, lease_seconds: float
 ) -> RunRow | None:
     """Lease the oldest claimable run to ``owner`` (SKIP LOCKED on PostgreSQL)."""
+    # A cancel that arrived while a worker was handing a run over to requires_action found
+    # the lease taken; the run is claimed again to finish the cancellation.
+    wanted = sa.or_(
+        RUNS.status.in_(CLAIMABLE),
+        sa.and_(RUNS.status == "requires_action", RUNS.cancel_requested.is_(True)),
+    )
     candidate = (
         sa.select(RUNS.pk)
-        .where(RUNS.status.in_(CLAIMABLE), _free(now))
+        .where(wanted, _free(now))
         .order_by(RUNS.pk)
         .limit(1)
         .with_for_update(skip_locked=True)
