@@ -75,6 +75,15 @@ def _stream(
     return run_stream(ctx.db, runtime.bus, runtime.streams, run_id, after_seq, ping, prefix)
 
 
+def _new_run_stream(
+    ctx: RequestContext, run: dict[str, Any], before: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    """A new run's stream: its first events come from memory, the rest from its log."""
+    first = service.initial_events(run)
+    prefix = before + tuple((event.event, event.data) for event in first)
+    return _stream(ctx, run["id"], first[-1].seq, prefix)
+
+
 @router.post("/v1/threads/{thread_id}/runs")
 async def create_run(
     thread_id: str, body: CreateRunRequest, ctx: Context, include: Include
@@ -82,7 +91,7 @@ async def create_run(
     async with stream_slot(ctx, body.stream):
         run = await service.create(ctx.runtime.runs, ctx.project_id, thread_id, body, include)
     if body.stream:
-        return _stream(ctx, run["id"], 0)
+        return _new_run_stream(ctx, run)
     return run_response(ctx, run)
 
 
@@ -91,7 +100,7 @@ async def create_thread_and_run(body: CreateThreadAndRunRequest, ctx: Context) -
     async with stream_slot(ctx, body.stream):
         thread, run = await service.create_thread_and_run(ctx.runtime.runs, ctx.project_id, body)
     if body.stream:
-        return _stream(ctx, run["id"], 0, (("thread.created", encode(thread)),))
+        return _new_run_stream(ctx, run, (("thread.created", encode(thread)),))
     return run_response(ctx, run)
 
 

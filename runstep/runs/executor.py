@@ -163,22 +163,22 @@ class Executor:
                 if recorder.step is not None and recorder.step["type"] == "tool_calls":
                     continue  # text after tool calls has nowhere to go
                 if recorder.message is None:
-                    await recorder.open_message()
+                    recorder.open_message()
                 recorder.add_text(event.text)
             elif isinstance(event, ToolCallDelta):
-                await self._tool_fragment(recorder, turn, event)
+                self._tool_fragment(recorder, turn, event)
             else:
                 turn.finish = event
             await recorder.flush_if_due()
         MODEL_TURN.observe(time.monotonic() - started)
         return turn
 
-    async def _tool_fragment(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> None:
+    def _tool_fragment(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> None:
         if recorder.message is not None:
-            await recorder.end_message()
-            await recorder.end_step(usage=ZERO_USAGE)
+            recorder.end_message()
+            recorder.end_step(usage=ZERO_USAGE)
         if recorder.step is None:
-            await recorder.open_tool_step()
+            recorder.open_tool_step()
         call = turn.calls.get(delta.index) or self._new_call(recorder, turn, delta)
         arguments, turn.replays[delta.index], diverged = replayed(
             turn.replays.get(delta.index), delta.arguments, "tool call"
@@ -216,7 +216,7 @@ class Executor:
             await recorder.require_action(step_usage)
             return False
         if recorder.message is None:
-            await recorder.open_message()
+            recorder.open_message()
         run = recorder.run
         _, used_completion = recorder.used()
         budget_hit = (
@@ -225,10 +225,10 @@ class Executor:
             and used_completion >= run["max_completion_tokens"]
         )
         if finish.reason == "length":
-            await recorder.end_message("max_tokens")
+            recorder.end_message("max_tokens")
         else:
-            await recorder.end_message()
-        await recorder.end_step(usage=step_usage)
+            recorder.end_message()
+        recorder.end_step(usage=step_usage)
         if budget_hit:
             await recorder.finish("incomplete", incomplete="max_completion_tokens")
         else:

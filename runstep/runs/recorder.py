@@ -76,23 +76,22 @@ class Recorder:
         self,
         db: Database,
         bus: LocalBus,
-        run: dict[str, Any],
         row: run_rows.RunRow,
-        options: dict[str, Any],
         owner: str,
         lease_seconds: float,
         flush_seconds: float,
     ) -> None:
-        self.db, self.bus, self.run, self.options = db, bus, run, options
+        self.db, self.bus, self.owner = db, bus, owner
+        self.run, self.options = row.data, row.options
         self.project_id = row.project_id
-        self.owner = owner
         self.cancel_requested = row.cancel_requested
         self.abandoned = False  # lease or database lost: leave the run for another worker
-        self.replay: Replay | None = None  # the open message's text, after a crash
+        self.released = False
         self.step: dict[str, Any] | None = None
         self.message: dict[str, Any] | None = None
+        self.replay: Replay | None = None  # the open message's text, after a crash
         self._lease_seconds, self._flush_seconds = lease_seconds, flush_seconds
-        self._seq = row.last_seq
+        self._seq = self._persisted_seq = row.last_seq
         self._pending: list[Event] = []
         self._new: list[tuple[ObjectTable, dict[str, Any], dict[str, Any]]] = []
         self._dirty: dict[str, tuple[ObjectTable, dict[str, Any]]] = {}
@@ -108,21 +107,23 @@ class Recorder:
         lease_seconds: float,
         flush_seconds: float,
     ) -> "Recorder":
-        """Load a leased run with its open step and message, if any."""
-        async with db.read() as conn:
-            run = await RUNS.get(conn, row.project_id, row.id)
-            options = (await run_rows.options(conn, row.id)) or {}
-            steps = await RUN_STEPS.all(conn, row.project_id, run_id=row.id)
-            assert run is not None
-            recorder = cls(db, bus, run, row, options, owner, lease_seconds, flush_seconds)
-            recorder.step = next((s for s in steps if s["status"] == "in_progress"), None)
-            if recorder.step is not None and recorder.step["type"] == "message_creation":
-                message_id = recorder.step["step_details"]["message_creation"]["message_id"]
-                recorder.message = await MESSAGES.get(conn, row.project_id, message_id)
-                if recorder.message is not None and recorder.message["content"]:
-                    recorder.replay = Replay(recorder.message["content"][0]["text"]["value"])
+        """Take over a leased run, with its open step and message if it has them."""
+        recorder = cls(db, bus, row, owner, lease_seconds, flush_seconds)
+        if row.status != "queued":  # a queued run has no open step
+            await recorder._load_open_step()
         bus.open_feed(row.id, row.last_seq + 1)
         return recorder
+
+    async def _load_open_step(self) -> None:
+        async with self.db.read() as conn:
+            steps = await RUN_STEPS.all(conn, self.project_id, run_id=self.run["id"])
+            self.step = next((s for s in steps if s["status"] == "in_progress"), None)
+            if self.step is None or self.step["type"] != "message_creation":
+                return
+            message_id = self.step["step_details"]["message_creation"]["message_id"]
+            self.message = await MESSAGES.get(conn, self.project_id, message_id)
+        if self.message is not None and self.message["content"]:
+            self.replay = Replay(self.message["content"][0]["text"]["value"])
 
     @classmethod
     @asynccontextmanager
@@ -161,29 +162,34 @@ class Recorder:
     def _touch(self, table: ObjectTable, obj: dict[str, Any]) -> None:
         self._dirty[obj["id"]] = (table, obj)
 
-    def stream(self, name: str, obj: Mapping[str, Any]) -> None:
-        """A delta event: published now, persisted with the next flush."""
+    def emit(self, name: str, obj: Mapping[str, Any]) -> None:
+        """Publish an event now (as ``obj`` is now); it is persisted with the next flush."""
         event = self._event(name, obj)
         self._pending.append(event)
         self.bus.publish(self.run["id"], [event])
 
-    async def commit(self, *named: tuple[str, Mapping[str, Any]]) -> None:
-        """Persist everything pending plus these events, then publish the events."""
-        events = [self._event(name, obj) for name, obj in named]
-        self._pending.extend(events)
-        await self.flush()
-        self.bus.publish(self.run["id"], events)
+    async def commit(self, name: str, run: Mapping[str, Any], release: bool = False) -> None:
+        """Persist everything pending plus this run status event, then publish it: whoever
+        sees the event can read the status. ``release`` gives up the lease in the same
+        transaction."""
+        event = self._event(name, run)
+        self._pending.append(event)
+        await self.flush(release)
+        self.bus.publish(self.run["id"], [event])
 
     async def flush_if_due(self) -> None:
         if self._pending and time.monotonic() - self._last_flush >= self._flush_seconds:
             await self.flush()
 
-    async def flush(self) -> None:
-        """One transaction: renew the lease (fencing), write objects and events."""
+    async def flush(self, release: bool = False) -> None:
+        """One transaction: renew (or release) the lease, which fences out a stale holder,
+        then write new and changed objects and the pending events."""
         async with self.db.write() as conn:
-            lease_until = time.time() + self._lease_seconds
-            cancel = await run_rows.renew(conn, self.run["id"], self.owner, lease_until)
-            if cancel is None:
+            until = None if release else time.time() + self._lease_seconds
+            state = await run_rows.renew(
+                conn, self.run["id"], self.owner, until=until, last_seq=self._seq
+            )
+            if state is None:
                 raise LeaseLost(self.run["id"])
             for table, obj, columns in self._new:
                 await table.insert(conn, self.project_id, obj, **columns)
@@ -192,41 +198,40 @@ class Recorder:
                 if obj["id"] not in inserted and obj is not self.run:
                     await table.replace(conn, self.project_id, obj)
             if self.run["id"] in self._dirty:
-                await self._write_run(conn)
-            await event_log.append(conn, self.run["id"], self._pending, now())
+                self.run["metadata"] = state.metadata  # it may have been modified meanwhile
+                await RUNS.replace(
+                    conn,
+                    self.project_id,
+                    self.run,
+                    status=self.run["status"],
+                    options=self.options,
+                    expires_at=self.run["expires_at"],
+                )
+            await event_log.insert(conn, self.run["id"], self._pending, now())
         self._pending, self._new, self._dirty = [], [], {}
+        self._persisted_seq = self._seq
         self._last_flush = time.monotonic()
-        self.cancel_requested = self.cancel_requested or cancel
-
-    async def _write_run(self, conn: Any) -> None:
-        current = await RUNS.get(conn, self.project_id, self.run["id"], for_update=True)
-        if current is not None:  # metadata may have been modified meanwhile
-            self.run["metadata"] = current["metadata"]
-        await RUNS.replace(
-            conn,
-            self.project_id,
-            self.run,
-            status=self.run["status"],
-            options=self.options,
-            expires_at=self.run["expires_at"],
-        )
+        self.cancel_requested = self.cancel_requested or state.cancel_requested
+        self.released = release
 
     async def renew(self) -> bool | None:
         """Extend the lease; whether a cancel was requested, or None if the lease is lost."""
         async with self.db.write() as conn:
-            until = time.time() + self._lease_seconds
-            return await run_rows.renew(conn, self.run["id"], self.owner, until)
+            state = await run_rows.renew(
+                conn,
+                self.run["id"],
+                self.owner,
+                until=time.time() + self._lease_seconds,
+                last_seq=self._persisted_seq,
+            )
+        return None if state is None else state.cancel_requested
 
     async def release(self) -> None:
-        """Give up the lease (after flushing) and drop the in-memory feed; an abandoned run
-        keeps its lease until it lapses."""
+        """Persist what is pending and give up the lease (unless that already happened, or the
+        run was abandoned: then its lease lapses), and drop the in-memory feed."""
         try:
-            if self.abandoned:
-                return
-            if self._pending or self._dirty or self._new:
-                await self.flush()
-            async with self.db.write() as conn:
-                await run_rows.release(conn, self.run["id"], self.owner)
+            if not (self.abandoned or self.released):
+                await self.flush(release=True)
         finally:
             self.bus.close_feed(self.run["id"])
 
@@ -253,11 +258,11 @@ class Recorder:
     async def start(self) -> None:
         """queued → in_progress (a resumed run that is already in progress stays so)."""
         if self.run["status"] == "queued":
-            await self.commit(("thread.run.in_progress", self.move_run("in_progress")))
+            await self.commit("thread.run.in_progress", self.move_run("in_progress"))
 
     # -- messages --------------------------------------------------------------------------
 
-    async def open_message(self) -> None:
+    def open_message(self) -> None:
         """Open a message_creation step and its assistant message."""
         at = now()
         message = objects.assistant_message(self.run, at)
@@ -265,12 +270,10 @@ class Recorder:
         self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self._insert(MESSAGES, message, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self.step, self.message = step, message
-        await self.commit(
-            ("thread.run.step.created", step),
-            ("thread.run.step.in_progress", step),
-            ("thread.message.created", message),
-            ("thread.message.in_progress", message),
-        )
+        self.emit("thread.run.step.created", step)
+        self.emit("thread.run.step.in_progress", step)
+        self.emit("thread.message.created", message)
+        self.emit("thread.message.in_progress", message)
 
     def add_text(self, text: str) -> None:
         assert self.message is not None
@@ -285,31 +288,28 @@ class Recorder:
             content.append(text_part(""))
         content[0]["text"]["value"] += text
         self._touch(MESSAGES, self.message)
-        self.stream(
-            "thread.message.delta", objects.message_delta(self.message["id"], 0, text, first)
-        )
+        self.emit("thread.message.delta", objects.message_delta(self.message["id"], 0, text, first))
 
-    def _end_message(self, reason: str | None) -> tuple[str, dict[str, Any]]:
+    def end_message(self, reason: str | None = None) -> None:
+        """Complete the open message, or end it incomplete with ``reason``."""
         assert self.message is not None
         message, self.message = self.message, None
         if reason is None:
             self._move(MESSAGES, message, "completed")
-            return "thread.message.completed", message
+            self.emit("thread.message.completed", message)
+            return
         self._move(MESSAGES, message, "incomplete")
         message["incomplete_details"] = {"reason": reason}
-        return "thread.message.incomplete", message
-
-    async def end_message(self, reason: str | None = None) -> None:
-        """Complete the open message, or end it incomplete with ``reason``."""
-        await self.commit(self._end_message(reason))
+        self.emit("thread.message.incomplete", message)
 
     # -- steps -----------------------------------------------------------------------------
 
-    async def open_tool_step(self) -> None:
+    def open_tool_step(self) -> None:
         step = objects.tool_calls_step(self.run, now())
         self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self.step = step
-        await self.commit(("thread.run.step.created", step), ("thread.run.step.in_progress", step))
+        self.emit("thread.run.step.created", step)
+        self.emit("thread.run.step.in_progress", step)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         assert self.step is not None and self.step["type"] == "tool_calls"
@@ -325,24 +325,19 @@ class Recorder:
         """Mark the open step changed and stream ``delta`` (one tool-call fragment)."""
         assert self.step is not None
         self._touch(RUN_STEPS, self.step)
-        self.stream("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
+        self.emit("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
 
-    def _end_step(
-        self, status: str, usage: dict[str, int] | None, error: dict[str, str] | None
-    ) -> tuple[str, dict[str, Any]]:
-        assert self.step is not None
-        step, self.step = self.step, None
-        self._move(RUN_STEPS, step, status)
-        step["usage"], step["last_error"] = usage, error
-        return f"thread.run.step.{status}", step
-
-    async def end_step(
+    def end_step(
         self,
         status: str = "completed",
         usage: dict[str, int] | None = None,
         error: dict[str, str] | None = None,
     ) -> None:
-        await self.commit(self._end_step(status, usage, error))
+        assert self.step is not None
+        step, self.step = self.step, None
+        self._move(RUN_STEPS, step, status)
+        step["usage"], step["last_error"] = usage, error
+        self.emit(f"thread.run.step.{status}", step)
 
     # -- run outcomes ----------------------------------------------------------------------
 
@@ -358,13 +353,13 @@ class Recorder:
         return totals.get("prompt_tokens", 0), totals.get("completion_tokens", 0)
 
     async def require_action(self, step_usage: dict[str, int]) -> None:
-        """Wait for function outputs: the tool_calls step stays open, the run gives up its lease."""
+        """Wait for function outputs: the tool_calls step stays open, the lease is given up."""
         assert self.step is not None
         self.options["pending_step_usage"] = step_usage
         self.move_run("requires_action")
         self.run["required_action"] = objects.required_action(self.step)
         self.step = None
-        await self.commit(("thread.run.requires_action", self.run))
+        await self.commit("thread.run.requires_action", self.run, release=True)
 
     async def submit_outputs(self, outputs: dict[str, str]) -> None:
         """Store function outputs on the waiting step, complete it, and queue the run again."""
@@ -372,30 +367,24 @@ class Recorder:
         for call in self.tool_calls():
             if call["id"] in outputs:
                 call["function"]["output"] = outputs[call["id"]]
-        usage = self.options.pop("pending_step_usage", None)
-        completed = self._end_step("completed", usage, None)
+        self.end_step("completed", self.options.pop("pending_step_usage", None))
         self.move_run("queued")
         self.run["required_action"] = None
-        await self.commit(completed, ("thread.run.queued", self.run))
+        await self.commit("thread.run.queued", self.run, release=True)
 
     async def finish(
         self,
         status: str,
         error: dict[str, str] | None = None,
         incomplete: str | None = None,
-        message_reason: str | None = None,
     ) -> None:
         """End the run with ``status``, closing its open message and step to match."""
-        named: list[tuple[str, Mapping[str, Any]]] = []
         if status == "cancelled" and self.run["status"] != "cancelling":
-            # A shallow copy: this event shows the run as it is now, before it ends below.
-            named.append(("thread.run.cancelling", dict(self.move_run("cancelling"))))
+            self.emit("thread.run.cancelling", self.move_run("cancelling"))
         if self.message is not None:
-            named.append(self._end_message(message_reason or MESSAGE_END.get(status)))
+            self.end_message(MESSAGE_END.get(status))
         if self.step is not None:  # includes a tool_calls step still waiting for outputs
-            named.append(
-                self._end_step(STEP_END.get(status, "completed"), None, _step_error(error))
-            )
+            self.end_step(STEP_END.get(status, "completed"), None, _step_error(error))
         self.move_run(status)
         prompt, completion = self.used()
         self.run.update(
@@ -406,8 +395,7 @@ class Recorder:
         )
         if status != "expired":
             self.run["expires_at"] = None
-        named.append((f"thread.run.{status}", self.run))
-        await self.commit(*named)
+        await self.commit(f"thread.run.{status}", self.run, release=True)
         RUNS_FINISHED.labels(status).inc()
 
 

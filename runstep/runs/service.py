@@ -128,9 +128,16 @@ def new_run(
     return run
 
 
+def initial_events(run: dict[str, Any]) -> list[Event]:
+    """The first events of every run's log, written with the run itself."""
+    data = encode(run)
+    return [Event(1, "thread.run.created", data), Event(2, "thread.run.queued", data)]
+
+
 async def _insert_run(
     ctx: RunContext, conn: Any, project_id: str, run: dict[str, Any], options: dict[str, Any]
 ) -> None:
+    created = initial_events(run)
     await RUNS.insert(
         conn,
         project_id,
@@ -139,10 +146,9 @@ async def _insert_run(
         status="queued",
         options=options,
         expires_at=run["expires_at"],
+        last_seq=created[-1].seq,
     )
-    data = encode(run)
-    created = [Event(1, "thread.run.created", data), Event(2, "thread.run.queued", data)]
-    await event_log.append(conn, run["id"], created, run["created_at"])
+    await event_log.insert(conn, run["id"], created, run["created_at"])
 
 
 def _options(assistant: dict[str, Any], request: Any, include: list[str]) -> dict[str, Any]:

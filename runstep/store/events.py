@@ -25,8 +25,8 @@ def encode(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-async def append(conn: AsyncConnection, run_id: str, events: list[Event], created_at: int) -> None:
-    """Persist events and advance the run's ``last_seq`` in the same transaction."""
+async def insert(conn: AsyncConnection, run_id: str, events: list[Event], created_at: int) -> None:
+    """Persist events (the caller records the run's ``last_seq`` in the same transaction)."""
     if not events:
         return
     await conn.execute(
@@ -41,9 +41,6 @@ async def append(conn: AsyncConnection, run_id: str, events: list[Event], create
             }
             for e in events
         ],
-    )
-    await conn.execute(
-        tables.runs.update().where(tables.runs.c.id == run_id).values(last_seq=events[-1].seq)
     )
     await notify(conn, EVENTS, run_id)
 

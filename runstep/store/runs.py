@@ -15,7 +15,7 @@ NOT_TERMINAL = ("queued", "in_progress", "requires_action", "cancelling")
 
 @dataclass(frozen=True)
 class RunRow:
-    """The execution columns of a run row."""
+    """A run row: its wire object, execution options and lease state."""
 
     id: str
     project_id: str
@@ -25,13 +25,15 @@ class RunRow:
     cancel_requested: bool
     lease_owner: str | None
     lease_expires_at: float | None
+    data: dict[str, Any]
+    options: dict[str, Any]
 
 
 def _free(now: float) -> sa.ColumnElement[bool]:
     return sa.or_(RUNS.lease_owner.is_(None), RUNS.lease_expires_at < now)
 
 
-def _row_columns() -> list[sa.Column]:
+def _row_columns() -> list[sa.Column[Any]]:
     return [
         RUNS.id,
         RUNS.project_id,
@@ -41,6 +43,8 @@ def _row_columns() -> list[sa.Column]:
         RUNS.cancel_requested,
         RUNS.lease_owner,
         RUNS.lease_expires_at,
+        RUNS.data,
+        RUNS.options,
     ]
 
 
@@ -83,16 +87,33 @@ async def lock(conn: AsyncConnection, project_id: str, run_id: str) -> RunRow | 
     return RunRow(**row._mapping) if row else None
 
 
-async def renew(conn: AsyncConnection, run_id: str, owner: str, until: float) -> bool | None:
-    """Extend a lease. Returns whether a cancel was requested, or None if ``owner`` lost it."""
+@dataclass(frozen=True)
+class LeaseState:
+    """What the holder of a lease learns when it renews it."""
+
+    cancel_requested: bool
+    metadata: dict[str, str]
+
+
+async def renew(
+    conn: AsyncConnection, run_id: str, owner: str, *, until: float | None, last_seq: int
+) -> LeaseState | None:
+    """Extend the lease to ``until`` (or release it: None) and record ``last_seq``, in one
+    statement that also fences: None means ``owner`` no longer holds the lease."""
     result = await conn.execute(
         tables.runs.update()
         .where(RUNS.id == run_id, RUNS.lease_owner == owner)
-        .values(lease_expires_at=until)
-        .returning(RUNS.cancel_requested)
+        .values(
+            lease_expires_at=until,
+            lease_owner=owner if until is not None else None,
+            last_seq=last_seq,
+        )
+        .returning(RUNS.cancel_requested, RUNS.data)
     )
-    cancel_requested: bool | None = result.scalar_one_or_none()
-    return cancel_requested
+    row = result.first()
+    if row is None:
+        return None
+    return LeaseState(cancel_requested=row.cancel_requested, metadata=row.data["metadata"])
 
 
 async def acquire(conn: AsyncConnection, run_id: str, owner: str, now: float, until: float) -> bool:
@@ -109,14 +130,6 @@ async def row(conn: AsyncConnection, run_id: str) -> RunRow | None:
     """The run's execution columns, unlocked."""
     result = (await conn.execute(sa.select(*_row_columns()).where(RUNS.id == run_id))).first()
     return RunRow(**result._mapping) if result else None
-
-
-async def release(conn: AsyncConnection, run_id: str, owner: str) -> None:
-    await conn.execute(
-        tables.runs.update()
-        .where(RUNS.id == run_id, RUNS.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-    )
 
 
 async def set_state(conn: AsyncConnection, run_id: str, **values: object) -> None:
@@ -144,25 +157,3 @@ async def active_on_thread(conn: AsyncConnection, thread_id: str) -> str | None:
     )
     run_id: str | None = result.scalar_one_or_none()
     return run_id
-
-
-async def options(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
-    """The run's execution options (not part of the wire object)."""
-    result = await conn.execute(sa.select(RUNS.options).where(RUNS.id == run_id))
-    value: dict[str, Any] | None = result.scalar_one_or_none()
-    return value
-
-
-async def status_counts(conn: AsyncConnection) -> dict[str, int]:
-    """How many runs are in each status."""
-    result = await conn.execute(sa.select(RUNS.status, sa.func.count()).group_by(RUNS.status))
-    return {status: count for status, count in result.tuples()}
-
-
-async def oldest_renewal(conn: AsyncConnection, lease_seconds: float) -> float | None:
-    """When the least recently renewed live lease was last renewed (Unix time), if any."""
-    result = await conn.execute(
-        sa.select(sa.func.min(RUNS.lease_expires_at)).where(RUNS.lease_owner.is_not(None))
-    )
-    expiry: float | None = result.scalar_one_or_none()
-    return expiry - lease_seconds if expiry is not None else None
