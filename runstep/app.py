@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runstep import __version__
-from runstep.api import assistants, errors, health, messages, metrics, runs, steps, threads
+from runstep.api import assistants, errors, files, health, messages, metrics, runs, steps, threads
 from runstep.api.context import Runtime
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.api.middleware import RequestIdMiddleware
 from runstep.config import Settings
+from runstep.files.storage import blob_store
 from runstep.providers.select import create_provider
 from runstep.runs.bus import LocalBus
 from runstep.runs.pgbus import PostgresBus
@@ -62,6 +63,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         runs=runs,
         requests=RequestLimiter(settings.requests_per_minute),
         streams=StreamLimiter(settings.max_streams),
+        blobs=blob_store(settings),
     )
 
 
@@ -105,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     # runs before threads: POST /v1/threads/runs must not match POST /v1/threads/{thread_id}.
-    for module in (health, metrics, assistants, runs, steps, threads, messages):
+    for module in (health, metrics, assistants, runs, steps, threads, messages, files):
         app.include_router(module.router)
     return app
 

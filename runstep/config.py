@@ -45,6 +45,7 @@ class Settings:
     max_streams: int = 4096
     json_logs: bool = False
     event_retention_seconds: int = 3600
+    max_file_bytes: int = 512 * 1024 * 1024
 
     @property
     def resolved_database_url(self) -> str:
@@ -83,6 +84,7 @@ class Settings:
             "RUNSTEP_REQUESTS_PER_MINUTE": ("requests_per_minute", int),
             "RUNSTEP_MAX_STREAMS": ("max_streams", int),
             "RUNSTEP_EVENT_RETENTION_SECONDS": ("event_retention_seconds", int),
+            "RUNSTEP_MAX_FILE_BYTES": ("max_file_bytes", int),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():

@@ -72,3 +72,5 @@ def configure_logging(json_logs: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    for chatty in ("httpx", "httpx2"):  # one INFO line per upstream request
+        logging.getLogger(chatty).setLevel(logging.WARNING)

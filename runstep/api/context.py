@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.config import Settings
+from runstep.files.storage import BlobStore
 from runstep.runs.bus import LocalBus
 from runstep.runs.service import RunContext
 from runstep.services.keys import Authenticator
@@ -24,6 +25,7 @@ class Runtime:
     runs: RunContext
     requests: RequestLimiter
     streams: StreamLimiter
+    blobs: BlobStore
 
 
 @dataclass(frozen=True)

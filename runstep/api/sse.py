@@ -26,15 +26,19 @@ STREAM_END_EVENTS = frozenset(
 POLL_SECONDS = 1.0
 
 
-async def _tail(db: Database, bus: LocalBus, run_id: str, after_seq: int) -> AsyncIterator[Event]:
-    """Every event of the run after ``after_seq`` until the one that ends a stream."""
-    last = after_seq
+async def _tail(
+    db: Database, bus: LocalBus, run_id: str, after_seq: int, fresh: bool
+) -> AsyncIterator[Event]:
+    """Every event of the run after ``after_seq`` until the one that ends a stream. A
+    ``fresh`` stream knows the log holds nothing newer yet, so it waits before reading."""
+    last, read_store = after_seq, not fresh
     while True:
         signal = bus.signal(run_id)
         events = bus.live_after(run_id, last)
-        if events is None:  # not executing in this process: read the log
+        if events is None and read_store:  # not executing in this process: read the log
             async with db.read() as conn:
                 events = await event_log.read_after(conn, run_id, last)
+        events, read_store = events or [], True
         for event in events:
             yield event
             last = event.seq
@@ -57,7 +61,8 @@ async def _frames(
         for name, data in prefix:
             yield _frame(name, data)
         try:
-            async for event in _tail(db, bus, run_id, after_seq):
+            # A prefix means a new run: the prefix covers its whole log so far.
+            async for event in _tail(db, bus, run_id, after_seq, fresh=bool(prefix)):
                 yield _frame(event.event, event.data)
         except Exception:
             log.exception("stream of %s broke", run_id)

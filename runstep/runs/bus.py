@@ -11,6 +11,8 @@ import weakref
 
 from runstep.store.events import Event
 
+FEED_LINGER_SECONDS = 5.0
+
 
 class _Feed:
     """The events of one run published in this process since ``first_seq``."""
@@ -53,7 +55,17 @@ class LocalBus:
         self._feeds[run_id] = _Feed(first_seq)
 
     def close_feed(self, run_id: str) -> None:
-        self._feeds.pop(run_id, None)
+        """Drop the run's feed after a short while: readers still draining it (the final
+        events were just published) finish from memory rather than the database."""
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            return
+
+        def drop() -> None:
+            if self._feeds.get(run_id) is feed:  # not replaced by a newer recorder's feed
+                del self._feeds[run_id]
+
+        asyncio.get_running_loop().call_later(FEED_LINGER_SECONDS, drop)
 
     def publish(self, run_id: str, events: list[Event]) -> None:
         """Hand fresh events to this process's readers and wake them."""

@@ -170,6 +170,7 @@ class Executor:
             else:
                 turn.finish = event
             await recorder.flush_if_due()
+            await asyncio.sleep(0)  # let streams send what was just published
         MODEL_TURN.observe(time.monotonic() - started)
         return turn
 

@@ -8,11 +8,13 @@ import time
 
 from runstep import ids
 from runstep.config import Settings
+from runstep.files.storage import blob_store
 from runstep.providers.base import Provider
 from runstep.runs.bus import LocalBus
 from runstep.runs.executor import Executor
 from runstep.runs.recorder import Recorder
 from runstep.runs.states import RUN_TERMINAL
+from runstep.services.files import delete_expired_files
 from runstep.store import events as event_log
 from runstep.store import runs as run_rows
 from runstep.store.db import Database
@@ -34,6 +36,7 @@ class Worker:
         self.owner = instance_id("worker")
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._full = False  # the last claim filled every slot
 
     async def start(self) -> None:
         self._loops = [
@@ -55,35 +58,34 @@ class Worker:
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
+        """Claim as many runs as there is room for, then sleep until woken (a run was queued,
+        or a slot freed up while runs may be waiting) or until the poll interval passes."""
         while True:
-            claimed = await self._claim_available()
-            if not claimed:
-                await self.bus.wait_for_work(self.settings.worker_poll_seconds)
+            room = self.settings.worker_concurrency - len(self._tasks)
+            if room > 0:
+                rows = await self._claim(room)
+                self._full = len(rows) == room  # there may be more: claim when a slot frees
+                for row in rows:
+                    task = asyncio.create_task(self.executor.execute(row, self.owner))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._finished)
+            await self.bus.wait_for_work(self.settings.worker_poll_seconds)
 
-    async def _claim_available(self) -> int:
-        """Claim runs while there is room; returns how many were claimed."""
-        claimed = 0
-        while len(self._tasks) < self.settings.worker_concurrency:
-            try:
-                async with self.db.write() as conn:
-                    row = await run_rows.claim_next(
-                        conn, self.owner, time.time(), self.settings.lease_seconds
-                    )
-            except Exception:
-                log.exception("claiming runs failed; retrying")
-                await asyncio.sleep(self.settings.worker_poll_seconds)
-                return claimed
-            if row is None:
-                return claimed
-            claimed += 1
-            task = asyncio.create_task(self.executor.execute(row, self.owner))
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
-        return claimed
+    async def _claim(self, limit: int) -> list[run_rows.RunRow]:
+        try:
+            async with self.db.write() as conn:
+                return await run_rows.claim(
+                    conn, self.owner, time.time(), self.settings.lease_seconds, limit
+                )
+        except Exception:
+            log.exception("claiming runs failed; retrying")
+            return []
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self.bus.wake_workers()  # room for another run
+        if self._full:
+            self._full = False
+            self.bus.wake_workers()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -91,6 +93,7 @@ class Worker:
             try:
                 await sweep_expired(self.db, self.bus, self.settings, self.owner)
                 await compact_events(self.db, self.settings.event_retention_seconds)
+                await delete_expired_files(self.db, blob_store(self.settings), int(time.time()))
             except Exception:
                 log.exception("sweep failed; retrying")
 

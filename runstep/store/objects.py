@@ -1,5 +1,6 @@
 """Generic queries over an object table: insert, get, replace, delete and cursor pages."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,9 +104,16 @@ class ObjectTable:
         return list((await conn.execute(query)).scalars())
 
     async def list(
-        self, conn: AsyncConnection, project_id: str, page: PageRequest, **scope: Any
+        self,
+        conn: AsyncConnection,
+        project_id: str,
+        page: PageRequest,
+        *,
+        filters: Sequence[sa.ColumnElement[bool]] = (),
+        **scope: Any,
     ) -> Page:
-        """One page in insertion order (``pk``), after or before a cursor object."""
+        """One page in insertion order (``pk``), after or before a cursor object. ``filters``
+        narrow the page, not the cursor lookup (a cursor object may have left the page)."""
         where = self._where(project_id, scope)
         pk = self.table.c.pk
         cursor_id = page.after or page.before
@@ -114,6 +122,7 @@ class ObjectTable:
         if cursor_id is not None:
             cursor = sa.select(pk).where(self.table.c.id == cursor_id, *where).scalar_subquery()
             where.append(pk < cursor if descending else pk > cursor)
+        where.extend(filters)
         query = (
             sa.select(self.table.c.data)
             .where(*where)

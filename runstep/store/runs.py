@@ -48,32 +48,31 @@ def _row_columns() -> list[sa.Column[Any]]:
     ]
 
 
-async def claim_next(
-    conn: AsyncConnection, owner: str, now: float, lease_seconds: float
-) -> RunRow | None:
-    """Lease the oldest claimable run to ``owner`` (SKIP LOCKED on PostgreSQL)."""
+async def claim(
+    conn: AsyncConnection, owner: str, now: float, lease_seconds: float, limit: int
+) -> list[RunRow]:
+    """Lease up to ``limit`` of the oldest claimable runs to ``owner`` (SKIP LOCKED on
+    PostgreSQL, so concurrent workers never claim the same run)."""
     # A cancel that arrived while a worker was handing a run over to requires_action found
     # the lease taken; the run is claimed again to finish the cancellation.
     wanted = sa.or_(
         RUNS.status.in_(CLAIMABLE),
         sa.and_(RUNS.status == "requires_action", RUNS.cancel_requested.is_(True)),
     )
-    candidate = (
+    candidates = (
         sa.select(RUNS.pk)
         .where(wanted, _free(now))
         .order_by(RUNS.pk)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
     result = await conn.execute(
         tables.runs.update()
-        .where(RUNS.pk == candidate, _free(now))
+        .where(RUNS.pk.in_(candidates), _free(now))
         .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
         .returning(*_row_columns())
     )
-    row = result.first()
-    return RunRow(**row._mapping) if row else None
+    return [RunRow(**row._mapping) for row in result]
 
 
 async def lock(conn: AsyncConnection, project_id: str, run_id: str) -> RunRow | None:

@@ -91,3 +91,17 @@ run_events = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
+
+files = _object_table(
+    "files",
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    indexes=(
+        sa.Index("ix_files_project", "project_id", "pk"),
+        sa.Index("ix_files_purpose", "project_id", "purpose", "pk"),
+        sa.Index("ix_files_expires_at", "expires_at"),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Built-in tools that runs can call (``file_search``, ...)."""
