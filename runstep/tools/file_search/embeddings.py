@@ -180,7 +180,7 @@ class LocalEmbedder:
         self,
         model_path: str | Path | None = None,
         *,
-        batch_size: int = 16,
+        batch_size: int = 8,
         long_texts: Literal["mean", "truncate"] = "mean",
         device: str = "cpu",
     ) -> None:
@@ -190,6 +190,7 @@ class LocalEmbedder:
             raise ValueError("long_texts must be 'mean' or 'truncate'")
         self._path = Path(model_path) if model_path is not None else None
         self._bundled = model_path is None
+        self._dimensions: int | None = None
         self.batch_size = batch_size
         self.long_texts = long_texts
         self.device = device
@@ -207,13 +208,15 @@ class LocalEmbedder:
     @property
     def dimensions(self) -> int:
         """Read from the model's pooling config, without loading the model."""
-        config = _read_json(self.model_path / "1_Pooling" / "config.json")
-        dimensions = config.get("word_embedding_dimension") or config.get("embedding_dimension")
-        if isinstance(dimensions, int):
-            return dimensions
-        model = self._model()
-        getter = getattr(model, "get_embedding_dimension", None)
-        return int(getter() if getter else model.get_sentence_embedding_dimension())
+        if self._dimensions is None:
+            config = _read_json(self.model_path / "1_Pooling" / "config.json")
+            size = config.get("word_embedding_dimension") or config.get("embedding_dimension")
+            if not isinstance(size, int):
+                model = self._model()
+                getter = getattr(model, "get_embedding_dimension", None)
+                size = int(getter() if getter else model.get_sentence_embedding_dimension())
+            self._dimensions = size
+        return self._dimensions
 
     def _model(self) -> SentenceTransformer:
         return _load_model(self.model_path, self.device)

@@ -244,6 +244,7 @@ def detect_kind(path: Path, filename: str) -> FileKind:
 # Text decoding
 
 _SURROGATE_ESCAPES = re.compile("[\udc80-\udcff]")
+_ASCII_BYTES = bytes(range(128))
 
 
 def _clean(text: str) -> str:
@@ -270,7 +271,7 @@ def decode_text(data: bytes) -> str:
         pass
     text = data.decode("utf-8", errors="surrogateescape")
     invalid = len(_SURROGATE_ESCAPES.findall(text))
-    non_ascii = len(data) - len(data.translate(None, bytes(range(128))))
+    non_ascii = len(data.translate(None, _ASCII_BYTES))
     if invalid * 3 <= non_ascii:  # valid multi-byte sequences outnumber stray bytes 2:1
         return _clean(_SURROGATE_ESCAPES.sub("\ufffd", text))
     text = data.decode("cp1252", errors="surrogateescape")  # 5 bytes are undefined in cp1252
