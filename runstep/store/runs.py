@@ -156,3 +156,18 @@ async def active_on_thread(conn: AsyncConnection, thread_id: str) -> str | None:
     )
     run_id: str | None = result.scalar_one_or_none()
     return run_id
+
+
+async def status_counts(conn: AsyncConnection) -> dict[str, int]:
+    """How many runs are in each status."""
+    result = await conn.execute(sa.select(RUNS.status, sa.func.count()).group_by(RUNS.status))
+    return {status: count for status, count in result.tuples()}
+
+
+async def oldest_renewal(conn: AsyncConnection, lease_seconds: float) -> float | None:
+    """When the least recently renewed live lease was last renewed (Unix time), if any."""
+    result = await conn.execute(
+        sa.select(sa.func.min(RUNS.lease_expires_at)).where(RUNS.lease_owner.is_not(None))
+    )
+    expiry: float | None = result.scalar_one_or_none()
+    return expiry - lease_seconds if expiry is not None else None

@@ -58,6 +58,9 @@ def validate_body(body: Any) -> None:
         validate(body, "ErrorResponse")
         return
     kind = body.get("object")
+    if kind == "file" and "deleted" in body:  # DeleteFileResponse reuses the object "file"
+        validate(body, "DeleteFileResponse")
+        return
     if kind == "list":
         _validate_list(body)
         return
