@@ -127,6 +127,8 @@ def build(
     by_id = {message["id"]: message for message in thread_messages}
     current: list[dict[str, Any]] = []
     for step in steps:
+        if step["status"] == "in_progress":  # being regenerated after a crash
+            continue
         if step["type"] == "tool_calls":
             current += _tool_turn(step)
             continue

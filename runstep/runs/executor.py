@@ -75,10 +75,14 @@ class Executor:
             recorder.abandoned = True
             log.warning("abandoning %s (%r); it resumes once its lease lapses", row.id, error)
         except asyncio.CancelledError:
-            if recorder.abandoned or not recorder.cancel_requested:
-                raise  # shutting down, or another worker owns the run now
-            task.uncancel()
-            await recorder.finish("cancelled")
+            if recorder.abandoned:  # the lease keeper found the lease taken over
+                task.uncancel()
+                log.warning("abandoning %s: another worker owns it now", row.id)
+            elif recorder.cancel_requested:
+                task.uncancel()
+                await recorder.finish("cancelled")
+            else:
+                raise  # the worker is shutting down: the run resumes elsewhere
         finally:
             ACTIVE_RUNS.dec()
             keeper.cancel()

@@ -91,7 +91,7 @@ class Recorder:
         self.message: dict[str, Any] | None = None
         self.replay: Replay | None = None  # the open message's text, after a crash
         self._lease_seconds, self._flush_seconds = lease_seconds, flush_seconds
-        self._seq = self._persisted_seq = row.last_seq
+        self._seq = row.last_seq
         self._pending: list[Event] = []
         self._new: list[tuple[ObjectTable, dict[str, Any], dict[str, Any]]] = []
         self._dirty: dict[str, tuple[ObjectTable, dict[str, Any]]] = {}
@@ -209,7 +209,6 @@ class Recorder:
                 )
             await event_log.insert(conn, self.run["id"], self._pending, now())
         self._pending, self._new, self._dirty = [], [], {}
-        self._persisted_seq = self._seq
         self._last_flush = time.monotonic()
         self.cancel_requested = self.cancel_requested or state.cancel_requested
         self.released = release
@@ -222,7 +221,7 @@ class Recorder:
                 self.run["id"],
                 self.owner,
                 until=time.time() + self._lease_seconds,
-                last_seq=self._persisted_seq,
+                last_seq=None,  # the flushes record it, with the events they write
             )
         return None if state is None else state.cancel_requested
 

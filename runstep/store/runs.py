@@ -95,18 +95,21 @@ class LeaseState:
 
 
 async def renew(
-    conn: AsyncConnection, run_id: str, owner: str, *, until: float | None, last_seq: int
+    conn: AsyncConnection, run_id: str, owner: str, *, until: float | None, last_seq: int | None
 ) -> LeaseState | None:
-    """Extend the lease to ``until`` (or release it: None) and record ``last_seq``, in one
-    statement that also fences: None means ``owner`` no longer holds the lease."""
+    """Extend the lease to ``until`` (or release it: None) and record ``last_seq`` when given
+    (only the writer of the events may), in one statement that also fences: None means
+    ``owner`` no longer holds the lease."""
+    values: dict[str, Any] = {
+        "lease_expires_at": until,
+        "lease_owner": owner if until is not None else None,
+    }
+    if last_seq is not None:
+        values["last_seq"] = last_seq
     result = await conn.execute(
         tables.runs.update()
         .where(RUNS.id == run_id, RUNS.lease_owner == owner)
-        .values(
-            lease_expires_at=until,
-            lease_owner=owner if until is not None else None,
-            last_seq=last_seq,
-        )
+        .values(**values)
         .returning(RUNS.cancel_requested, RUNS.data)
     )
     row = result.first()

@@ -66,6 +66,7 @@ def test_auto_truncation_drops_the_middle_to_fit_the_budget() -> None:
 def test_this_runs_tool_calls_and_outputs_follow_the_history() -> None:
     step = {
         "type": "tool_calls",
+        "status": "completed",
         "step_details": {
             "type": "tool_calls",
             "tool_calls": [
