@@ -15,6 +15,8 @@ from runstep.runs.executor import Executor
 from runstep.runs.recorder import Recorder
 from runstep.runs.states import RUN_TERMINAL
 from runstep.services.files import delete_expired_files
+from runstep.services.ingestion import Ingester
+from runstep.services.vector_stores import expire_stores
 from runstep.store import events as event_log
 from runstep.store import runs as run_rows
 from runstep.store.db import Database
@@ -24,7 +26,8 @@ log = logging.getLogger("runstep.worker")
 
 def instance_id(role: str) -> str:
     """A name for this process in leases: host, pid and a random suffix."""
-    return f"{role}:{socket.gethostname()}:{os.getpid()}:{ids.random_token(6)}"
+    # Fits the 64-character lease_owner column even with long (e.g. Kubernetes) host names.
+    return f"{role}:{socket.gethostname()[:32]}:{os.getpid()}:{ids.random_token(6)}"
 
 
 class Worker:
@@ -37,11 +40,13 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._full = False  # the last claim filled every slot
+        self.ingester = Ingester(db, bus, blob_store(settings), settings, self.owner)
 
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._claim_loop()),
             asyncio.create_task(self._sweep_loop()),
+            asyncio.create_task(self.ingester.run()),
         ]
 
     async def drain(self, timeout: float) -> None:
@@ -94,6 +99,7 @@ class Worker:
                 await sweep_expired(self.db, self.bus, self.settings, self.owner)
                 await compact_events(self.db, self.settings.event_retention_seconds)
                 await delete_expired_files(self.db, blob_store(self.settings), int(time.time()))
+                await expire_stores(self.db, int(time.time()))
             except Exception:
                 log.exception("sweep failed; retrying")
 
