@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runstep import __version__
-from runstep.api import assistants, errors, files, health, messages, metrics, runs, steps, threads
+from runstep.api import (
+    assistants,
+    errors,
+    files,
+    health,
+    messages,
+    metrics,
+    runs,
+    steps,
+    threads,
+    vector_stores,
+)
 from runstep.api.context import Runtime
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.api.middleware import RequestIdMiddleware
@@ -109,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # runs before threads: POST /v1/threads/runs must not match POST /v1/threads/{thread_id}.
     for module in (health, metrics, assistants, runs, steps, threads, messages, files):
         app.include_router(module.router)
+    app.include_router(vector_stores.router)
     return app
 
 

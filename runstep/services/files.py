@@ -18,6 +18,7 @@ from runstep.files.multipart import FORM_OVERHEAD_BYTES, BodyTooLarge, Streaming
 from runstep.files.storage import BlobNotFound, BlobStore, BlobTooLarge
 from runstep.protocol.common import deleted_object, list_object
 from runstep.protocol.files import CreateFileRequest, FileListQuery, file_object
+from runstep.services import vector_stores
 from runstep.services.common import now
 from runstep.store import tables
 from runstep.store.collections import FILES
@@ -158,8 +159,8 @@ async def on_file_deleted(conn: AsyncConnection, project_id: str, file_id: str) 
 
     Vector stores hook in here: remove ``file_id`` from every vector store of ``project_id``
     (its ``vector_store.file`` rows and indexed chunks) and update their ``file_counts`` and
-    ``usage_bytes``, all on ``conn`` so the file and its index entries go together. Nothing
-    refers to files yet, so for now it does nothing."""
+    ``usage_bytes``, all on ``conn`` so the file and its index entries go together."""
+    await vector_stores.remove_file_everywhere(conn, project_id, file_id)
 
 
 async def _delete_row(conn: AsyncConnection, project_id: str, file_id: str) -> bool:

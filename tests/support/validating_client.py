@@ -22,6 +22,8 @@ SCHEMAS = {
     "vector_store.file": "VectorStoreFileObject",
     "vector_store.file.deleted": "DeleteVectorStoreFileResponse",
     "vector_store.files_batch": "VectorStoreFileBatchObject",
+    "vector_store.search_results.page": "VectorStoreSearchResultsPage",
+    "vector_store.file_content.page": "VectorStoreFileContentResponse",
 }
 
 
