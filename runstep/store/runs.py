@@ -59,13 +59,23 @@ async def claim(
         RUNS.status.in_(CLAIMABLE),
         sa.and_(RUNS.status == "requires_action", RUNS.cancel_requested.is_(True)),
     )
+    # Selected first, then updated: as a subquery of the UPDATE, PostgreSQL may evaluate the
+    # LIMIT more than once and lease more runs than asked for.
     candidates = (
-        sa.select(RUNS.pk)
-        .where(wanted, _free(now))
-        .order_by(RUNS.pk)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        (
+            await conn.execute(
+                sa.select(RUNS.pk)
+                .where(wanted, _free(now))
+                .order_by(RUNS.pk)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
     )
+    if not candidates:
+        return []
     result = await conn.execute(
         tables.runs.update()
         .where(RUNS.pk.in_(candidates), _free(now))
