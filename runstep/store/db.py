@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from runstep.store import sqlite_inline
 
 # Errors that mean "the database is unreachable right now", not "the request was wrong".
 DATABASE_DOWN: tuple[type[Exception], ...] = (
@@ -25,7 +28,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
             cursor.execute(f"PRAGMA {pragma}")
@@ -44,7 +46,11 @@ def create_engine(url: str) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, poolclass=AsyncAdaptedQueuePool, pool_size=8, max_overflow=8
+            url,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=8,
+            max_overflow=8,
+            async_creator=partial(sqlite_inline.connect, str(database)),
         )
         _configure_sqlite(engine)
         return engine
