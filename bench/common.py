@@ -1,13 +1,15 @@
 """Shared benchmark helpers: machine description, latency summaries, results, servers."""
 
+import hashlib
 import json
 import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +81,20 @@ def machine_description() -> dict[str, Any]:
     }
 
 
+def source_fingerprint(package: str = "runstep") -> dict[str, Any]:
+    """What code of ``package`` was measured, when its working tree may be changing under the
+    benchmark (others edit it concurrently): a SHA-256 of its ``.py`` files (paths and
+    contents) and the files git reports as changed or new."""
+    root = REPO_ROOT / package
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    status = _git("status", "--porcelain", "--", package)
+    changed = [line.split(maxsplit=1)[1] for line in status.splitlines()] if status else []
+    return {"sha256": digest.hexdigest(), "changed_files": changed}
+
+
 # --- statistics ------------------------------------------------------------------------------
 
 
@@ -114,23 +130,37 @@ def write_result(name: str, payload: dict[str, Any], directory: Path = RESULTS_D
 # --- servers ---------------------------------------------------------------------------------
 
 
-def _postgres_admin() -> psycopg.Connection:
+def postgres_admin() -> psycopg.Connection:
+    """An autocommit connection to the PostgreSQL server the benchmarks use."""
     url = sa.make_url(databases.POSTGRES_URL)
     return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
                            password=url.password, dbname=url.database, autocommit=True)
 
 
+def migrate_with_cli(url: str) -> None:
+    """``runstep migrate`` against ``url``, as an operator would run it."""
+    env = {**os.environ, "RUNSTEP_DATABASE_URL": url}
+    done = subprocess.run([sys.executable, "-m", "runstep", "migrate"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"runstep migrate failed ({done.returncode}):\n"
+                           f"{(done.stdout + done.stderr)[-4000:]}")
+
+
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database of its own (not the tests' shared template),
-    dropped on exit; yields its SQLAlchemy URL."""
+def postgres_database(
+    migrate: Callable[[str], None] = databases.migrate_sync,
+) -> Iterator[str]:
+    """A fresh PostgreSQL database of its own (not the tests' shared template), brought to the
+    newest schema by ``migrate`` (in process by default; ``migrate_with_cli`` runs
+    ``runstep migrate``), dropped on exit; yields its SQLAlchemy URL."""
     name = f"runstep_bench_{uuid.uuid4().hex[:12]}"
-    with _postgres_admin() as admin:
+    with postgres_admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = sa.make_url(databases.POSTGRES_URL).set(database=name).render_as_string(
         hide_password=False)
     try:
-        databases.migrate_sync(url)
+        migrate(url)
         yield url
     finally:
         databases.drop_postgres_database(url)
@@ -146,14 +176,17 @@ def _database_url(store: Store, directory: Path) -> Iterator[str]:
 
 
 @contextmanager
-def running_server(store: Store, api_keys: Sequence[str]) -> Iterator[ServerProcess]:
-    """A real ``runstep serve`` on a free port with a throw-away store and static API keys."""
+def running_server(
+    store: Store, api_keys: Sequence[str], env: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A real ``runstep serve`` on a free port with a throw-away store and static API keys;
+    ``env`` adds (or overrides) environment variables of the server process."""
     with tempfile.TemporaryDirectory(prefix=f"runstep-bench-{store}-") as tmp:
         directory = Path(tmp)
         with _database_url(store, directory) as url:
-            env = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": url,
-                   "RUNSTEP_API_KEYS": ",".join(api_keys)}
-            server = ServerProcess(env=env, log_path=directory / "server.log").start()
+            server_env = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": url,
+                          "RUNSTEP_API_KEYS": ",".join(api_keys), **(env or {})}
+            server = ServerProcess(env=server_env, log_path=directory / "server.log").start()
             try:
                 yield server
             finally:

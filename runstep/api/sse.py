@@ -24,6 +24,7 @@ STREAM_END_EVENTS = frozenset(
 )
 # How long a stream waits for a wake-up before it checks the database anyway.
 POLL_SECONDS = 1.0
+READ_BATCH = 1000
 
 
 async def _tail(
@@ -35,16 +36,18 @@ async def _tail(
     while True:
         signal = bus.signal(run_id)
         events = bus.live_after(run_id, last)
+        drained = False
         if events is None and read_store:  # not executing in this process: read the log
             async with db.read() as conn:
-                events = await event_log.read_after(conn, run_id, last)
+                events = await event_log.read_after(conn, run_id, last, READ_BATCH)
+            drained = len(events) < READ_BATCH
         events, read_store = events or [], True
         for event in events:
             yield event
             last = event.seq
             if event.event in STREAM_END_EVENTS:
                 return
-        if not events:
+        if not events or drained:  # nothing newer until the next wake-up (or poll)
             await wait(signal, POLL_SECONDS)
 
 

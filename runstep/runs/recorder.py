@@ -96,6 +96,7 @@ class Recorder:
         self._new: list[tuple[ObjectTable, dict[str, Any], dict[str, Any]]] = []
         self._dirty: dict[str, tuple[ObjectTable, dict[str, Any]]] = {}
         self._last_flush = time.monotonic()
+        self._first_text_pending = False
 
     @classmethod
     async def open(
@@ -178,8 +179,16 @@ class Recorder:
         self.bus.publish(self.run["id"], [event])
 
     async def flush_if_due(self) -> None:
-        if self._pending and time.monotonic() - self._last_flush >= self._flush_seconds:
+        due = time.monotonic() - self._last_flush >= self._flush_seconds
+        if self._pending and (due or self._first_delta_waiting):
             await self.flush()
+
+    @property
+    def _first_delta_waiting(self) -> bool:
+        """A message's first text waits unpersisted. Readers in other processes (PostgreSQL
+        deployments) see only persisted events, so it is written at once: their time to first
+        token does not wait for the flush interval."""
+        return not self.db.is_sqlite and self._first_text_pending
 
     async def flush(self, release: bool = False) -> None:
         """One transaction: renew (or release) the lease, which fences out a stale holder,
@@ -209,6 +218,7 @@ class Recorder:
                 )
             await event_log.insert(conn, self.run["id"], self._pending, now())
         self._pending, self._new, self._dirty = [], [], {}
+        self._first_text_pending = False
         self._last_flush = time.monotonic()
         self.cancel_requested = self.cancel_requested or state.cancel_requested
         self.released = release
@@ -285,6 +295,7 @@ class Recorder:
         first = not content
         if first:
             content.append(text_part(""))
+            self._first_text_pending = True
         content[0]["text"]["value"] += text
         self._touch(MESSAGES, self.message)
         self.emit("thread.message.delta", objects.message_delta(self.message["id"], 0, text, first))

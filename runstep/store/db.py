@@ -54,7 +54,10 @@ def create_engine(url: str) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Pre-ping costs a round trip per checkout but turns a connection that died with the
+    # server into a reconnect instead of a failed request. The pool is sized for the default
+    # worker concurrency, so connections are not opened and closed per request.
+    return create_async_engine(url, pool_size=40, max_overflow=40, pool_pre_ping=True)
 
 
 class Database:

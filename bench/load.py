@@ -1,0 +1,585 @@
+"""Load generation for the streamed-run benchmarks (``runs``, ``distributed``).
+
+* CPU accounting: cumulative CPU seconds of named processes (``/proc/PID/stat``), of this
+  load generator (``os.times``), of PostgreSQL's processes (``PostgresCpu``) and of the whole
+  machine (``/proc/stat``), taken at both ends of a measured window (``Meter``).
+* The scripted Chat Completions upstream as a process of its own (``scripted_upstream``).
+* One streamed run (``runstep_run``): ``POST /v1/threads/{id}/runs`` with ``stream: true``,
+  read to ``event: done``; time to the first ``thread.message.delta`` (TTFT) and to the end.
+* ``measure``: N concurrent clients, warm-up then a fixed window (or a fixed number of runs),
+  and ``summarize_phase``: throughput of the runs that ended inside the window, latency of the
+  runs that started in it.
+* ``Threads``: a pool of fresh one-message threads, so every measured run asks the same.
+"""
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import REPO_ROOT, summarize
+
+CHUNKS = 20
+FRESH_THREADS = True  # measured runs each on a new one-message thread (see Threads)
+POOL_HEADROOM = 1.5  # fresh threads: first warm-up's rate x (warm-up + window) x this + 2/client
+THREAD_CREATORS = 8
+CLIENT_TIMEOUT = 60.0
+REQUEST_DEADLINE = 60.0  # a whole streamed request, first byte to end of stream
+END_EVENTS = frozenset(
+    f"thread.run.{status}"
+    for status in ("completed", "failed", "cancelled", "expired", "incomplete", "requires_action")
+)
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    """What every Assistants API request carries."""
+    return {"OpenAI-Beta": "assistants=v2", "Authorization": f"Bearer {api_key}"}
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (field 3, state, is index 0)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) from ``/proc/PID/stat``."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat``."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # without guest time, already counted in user
+    return total - idle, total
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Cumulative CPU seconds of named processes at one moment, and the machine's jiffies.
+    ``excluded`` names are reported but are not ours: they count as the machine's other load."""
+
+    wall: float
+    processes: Mapping[str, float]
+    machine_busy: int
+    machine_total: int
+    excluded: frozenset[str] = frozenset()
+
+
+Meter = Callable[[], CpuSnapshot]
+"""Takes a snapshot now."""
+
+
+def process_meter(pids: Mapping[str, int],
+                  *more: Callable[[], tuple[Mapping[str, float], Collection[str]]]) -> Meter:
+    """Snapshots of the processes ``pids`` (name -> pid), then of whatever each of ``more``
+    reports (CPU seconds by name, and which of those names are excluded), then ``client``
+    (this process)."""
+
+    def take() -> CpuSnapshot:
+        processes = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
+        excluded: set[str] = set()
+        for extra in more:
+            values, others = extra()
+            processes.update(values)
+            excluded.update(others)
+        times = os.times()
+        processes["client"] = times.user + times.system
+        busy, total = machine_ticks()
+        return CpuSnapshot(time.perf_counter(), processes, busy, total, frozenset(excluded))
+
+    return take
+
+
+def cpu_usage(before: CpuSnapshot, after: CpuSnapshot, runs: int) -> dict[str, Any]:
+    """CPU seconds, cores used (seconds / wall seconds) and ms per run of each process."""
+    wall = after.wall - before.wall
+    usage: dict[str, Any] = {"wall_seconds": wall}
+    for name, total in after.processes.items():
+        seconds = total - before.processes.get(name, 0.0)
+        usage[name] = {"cpu_seconds": seconds, "cores": seconds / wall if wall else None,
+                       "cpu_ms_per_run": 1000 * seconds / runs if runs else None}
+    ticks = after.machine_total - before.machine_total
+    busy = (after.machine_busy - before.machine_busy) / ticks if ticks else None
+    usage["machine_busy_fraction"] = busy
+    if busy is not None:  # whatever else ran on the machine meanwhile (noise)
+        cpus = os.cpu_count() or 1
+        ours = sum(usage[name]["cores"] or 0.0 for name in after.processes
+                   if name not in after.excluded)
+        usage["other_processes_cores"] = max(0.0, busy * cpus - ours)
+    return usage
+
+
+class PostgresCpu:
+    """CPU of the local PostgreSQL server's processes since ``start``, split into the backends
+    of one database (``database``: ours), the postmaster (it forks every new connection), the
+    background processes (WAL writer, checkpointer, ...) and the backends of other databases
+    (other people's load).
+
+    The total is exact: the postmaster's own time, plus the time of its children it has
+    reaped (``cutime``/``cstime``), plus its live children. The split is sampled: a thread
+    reads the postmaster's children every ``interval`` seconds, so a backend that exits (a
+    connection pool closing an overflow connection) is counted up to its last sample; what
+    exited backends used after it, or backends that lived less than one interval, is
+    ``unattributed``: part of the total, in no split, and counted as ours, since short-lived
+    backends are mostly a pool's overflow connections (compare ``backends_started``, the new
+    backends of ``database``), while other people's test backends live as long as a test.
+    Processes are told apart by their title (``postgres: CLUSTER: USER DATABASE HOST(PORT)
+    STATE`` for a backend, ``postgres: CLUSTER: walwriter`` ...); a child just forked may not
+    have its title yet, so it is classified once it has one."""
+
+    OURS, UNATTRIBUTED = "postgres", "postgres_unattributed"
+    POSTMASTER, BACKGROUND = "postgres_postmaster", "postgres_background"
+    OTHERS = "postgres_other_databases"
+
+    def __init__(self, postmaster_pid: int, database: str, interval: float = 0.05) -> None:
+        self.postmaster, self.interval = postmaster_pid, interval
+        self._marker = f" {database} "
+        self._lock = threading.Lock()
+        # (pid, start time) -> its kind (None before it has a title), its CPU seconds counted
+        # so far (at the first scan: its time then), and whether it started after that scan
+        self._seen: dict[tuple[int, int], tuple[str | None, float, bool]] = {}
+        self._sums = dict.fromkeys((self.OURS, self.POSTMASTER, self.BACKGROUND, self.OTHERS),
+                                   0.0)
+        self.backends_started = 0
+        self._base_total = 0.0
+        self._postmaster = 0.0  # the postmaster's own CPU seconds at the last sample
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _children(self) -> list[int]:
+        path = Path(f"/proc/{self.postmaster}/task/{self.postmaster}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def _kind(self, pid: int) -> str | None:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+        except OSError:
+            return None
+        if not title.startswith("postgres: "):
+            return None  # just forked: still the postmaster's command line
+        if self._marker in f"{title} ":
+            return self.OURS
+        # Backends name their user, database and client; background processes do not.
+        return self.OTHERS if "(" in title or "[local]" in title else self.BACKGROUND
+
+    def _scan(self, first: bool = False) -> float:
+        """Add what each live child used since its previous sample; the exact total so far."""
+        fields = _stat_fields(self.postmaster)
+        own = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+        total = own + (int(fields[13]) + int(fields[14])) / _TICKS  # + reaped children's
+        if not first:
+            self._sums[self.POSTMASTER] += own - self._postmaster
+        self._postmaster = own
+        for pid in self._children():
+            try:
+                child = _stat_fields(pid)
+            except OSError:
+                continue  # exited meanwhile
+            key, cpu = (pid, int(child[19])), (int(child[11]) + int(child[12])) / _TICKS
+            total += cpu
+            kind, counted, new = self._seen.get(key) or (None, cpu if first else 0.0, not first)
+            if kind is None:
+                kind = self._kind(pid)
+                if kind is None:  # no title yet: classify it later
+                    self._seen[key] = (None, counted, new)
+                    continue
+                if kind == self.OURS and new:
+                    self.backends_started += 1
+            self._sums[kind] += cpu - counted
+            self._seen[key] = (kind, cpu, new)
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock, suppress(OSError):
+                self._scan()
+
+    def start(self) -> "PostgresCpu":
+        with self._lock:
+            self._base_total = self._scan(first=True)
+        self._thread = threading.Thread(target=self._loop, name="postgres-cpu", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def read(self) -> tuple[dict[str, float], set[str]]:
+        """CPU seconds by kind since ``start`` (for ``process_meter``); other databases'
+        backends are excluded (they are the machine's other load)."""
+        with self._lock:
+            total = self._scan() - self._base_total
+            sums = dict(self._sums)
+        sums[self.UNATTRIBUTED] = max(0.0, total - sum(sums.values()))
+        return sums, {self.OTHERS}
+
+    def __enter__(self) -> "PostgresCpu":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- the scripted upstream, as a process of its own -------------------------------------------
+
+
+@dataclass
+class Upstream:
+    process: subprocess.Popen[str]
+    base_url: str  # http://127.0.0.1:PORT/v1
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def root(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+
+@contextmanager
+def scripted_upstream(chunks: int = CHUNKS, timeout: float = 30.0) -> Iterator[Upstream]:
+    """``python -m tests.support.scripted_upstream`` on a free port, stopped on exit."""
+    command = [sys.executable, "-m", "tests.support.scripted_upstream", "--port", "0",
+               "--chunks", str(chunks), "--chunk-delay", "0"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "scripted upstream listening on http://HOST:PORT/v1"
+        if "listening on " not in line:
+            raise RuntimeError(f"scripted upstream did not start: {line!r}")
+        base_url = line.rpartition("listening on ")[2].strip()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("scripted upstream is not answering")
+            time.sleep(0.05)
+        yield Upstream(process, base_url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- one request ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One streamed request: when it started and ended, its time to first token, its outcome."""
+
+    started: float
+    ended: float
+    ttft: float | None
+    completed: bool
+    error: str | None = None
+
+    @property
+    def total(self) -> float:
+        return self.ended - self.started
+
+
+def transport_errors(request: Callable[..., Awaitable[Sample]]) -> Callable[..., Awaitable[Sample]]:
+    """A request that fails in transport (e.g. the server dropped the connection) or does not
+    end within ``REQUEST_DEADLINE`` (stream pings keep httpx's read timeout from firing) is a
+    sample with an error, not the end (or a hang) of the benchmark."""
+
+    async def guarded(*args: Any) -> Sample:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(REQUEST_DEADLINE):
+                return await request(*args)
+        except httpx.HTTPError as exc:
+            return Sample(started, time.perf_counter(), None, False,
+                          f"{type(exc).__name__}: {exc}"[:200])
+        except TimeoutError:
+            return Sample(started, time.perf_counter(), None, False,
+                          f"no end of stream within {REQUEST_DEADLINE:g} s")
+
+    return guarded
+
+
+@transport_errors
+async def runstep_run(client: httpx.AsyncClient, thread_id: str, assistant_id: str) -> Sample:
+    """Create a streamed run and read its SSE stream to ``event: done``."""
+    started = time.perf_counter()
+    ttft: float | None = None
+    ended: float | None = None
+    completed, error = False, None
+    body = {"assistant_id": assistant_id, "stream": True}
+    async with client.stream("POST", f"/v1/threads/{thread_id}/runs", json=body) as response:
+        if response.status_code != 200:
+            text = (await response.aread())[:300].decode(errors="replace")
+            return Sample(started, time.perf_counter(), None, False,
+                          f"HTTP {response.status_code}: {text}")
+        async for line in response.aiter_lines():
+            if not line.startswith("event: "):
+                continue
+            name = line[7:]
+            if name == "thread.message.delta":
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+            elif name == "done":
+                ended = time.perf_counter()  # then drain, so the connection is reused
+            elif name == "thread.run.completed":
+                completed = True
+            elif name in END_EVENTS or name == "error":
+                error = name
+    if ended is None:
+        error = error or "stream ended without event: done"
+        ended = time.perf_counter()
+    return Sample(started, ended, ttft, completed and error is None, error)
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Warm up, then measure: by time (``seconds``) or by a number of requests (``runs``)."""
+
+    warmup_seconds: float | None = None
+    seconds: float | None = None
+    warmup_runs: int | None = None
+    runs: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.seconds is not None:
+            return {"warmup_seconds": self.warmup_seconds, "measure_seconds": self.seconds}
+        return {"warmup_runs": self.warmup_runs, "measure_runs": self.runs}
+
+    def window(self) -> str:
+        """The measured window, for a table title."""
+        if self.seconds is not None:
+            return f"{self.seconds:g} s after {self.warmup_seconds:g} s warm-up"
+        return f"{self.runs} runs after {self.warmup_runs} warm-up"
+
+    @property
+    def progress_total(self) -> int | None:
+        """How many requests a phase makes, if known beforehand (for a progress bar)."""
+        return self.runs + (self.warmup_runs or 0) if self.runs else None
+
+
+@dataclass
+class Phase:
+    """What one measured phase saw."""
+
+    samples: list[Sample] = field(default_factory=list)
+    window: tuple[float, float] = (0.0, 0.0)
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+
+Call = Callable[[int], Awaitable[Sample]]
+
+
+async def _loop_until(concurrency: int, call: Call, until: float, sink: list[Sample],
+                      tick: Callable[[], None]) -> None:
+    async def client(index: int) -> None:
+        while time.perf_counter() < until:
+            sample = await call(index)
+            sink.append(sample)
+            tick()
+            if sample.error is not None and not sample.error.startswith("thread.run"):
+                await asyncio.sleep(0.05)  # don't spin on a refusing server
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+
+
+async def _loop_count(concurrency: int, call: Call, count: int, sink: list[Sample],
+                      tick: Callable[[], None]) -> None:
+    tickets = iter(range(count))
+
+    async def client(index: int) -> None:
+        for _ in tickets:
+            sink.append(await call(index))
+            tick()
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the clients call while warming up and while measured; ``prepare`` runs between the
+    two, told how many requests the measured phase is expected to make."""
+
+    warmup_call: Call
+    call: Call
+    prepare: Callable[[int], Awaitable[None]] | None = None
+
+
+async def _snapshot_at(at: float, meter: Meter) -> CpuSnapshot:
+    await asyncio.sleep(max(0.0, at - time.perf_counter()))
+    return meter()
+
+
+async def measure(concurrency: int, workload: Workload, budget: Budget, meter: Meter,
+                  tick: Callable[[], None]) -> Phase:
+    """By time: a first warm-up (drained) gives the rate, ``prepare`` runs, then the clients
+    loop without a pause through a second warm-up into the measured window, so the window
+    starts and ends in steady state; CPU snapshots are taken at its two ends.
+    By count: warm-up runs (drained), ``prepare``, then the measured runs."""
+    phase = Phase()
+    warmup: list[Sample] = []
+    if budget.seconds is not None:
+        assert budget.warmup_seconds is not None
+        started = time.perf_counter()
+        await _loop_until(concurrency, workload.warmup_call, started + budget.warmup_seconds,
+                          warmup, tick)
+        rate = len(warmup) / (time.perf_counter() - started)
+        expected = math.ceil(rate * (budget.warmup_seconds + budget.seconds) * POOL_HEADROOM)
+        if workload.prepare is not None:
+            await workload.prepare(expected + 2 * concurrency)
+        start = time.perf_counter() + budget.warmup_seconds
+        end = start + budget.seconds
+        snapshots = [asyncio.create_task(_snapshot_at(at, meter)) for at in (start, end)]
+        samples: list[Sample] = []
+        await _loop_until(concurrency, workload.call, end, samples, tick)
+        before, after = await asyncio.gather(*snapshots)
+        phase.samples = [s for s in samples if s.ended > before.wall]
+    else:
+        assert budget.runs is not None and budget.warmup_runs is not None
+        await _loop_count(concurrency, workload.warmup_call, budget.warmup_runs, warmup, tick)
+        if workload.prepare is not None:
+            await workload.prepare(budget.runs)
+        before = meter()
+        await _loop_count(concurrency, workload.call, budget.runs, phase.samples, tick)
+        after = meter()
+    phase.window = (before.wall, after.wall)
+    done = [s for s in phase.samples if s.completed and s.ended <= after.wall]
+    phase.cpu = cpu_usage(before, after, len(done))
+    return phase
+
+
+def summarize_phase(phase: Phase) -> dict[str, Any]:
+    start, end = phase.window
+    seconds = end - start
+    completed = [s for s in phase.samples if s.completed and start < s.ended <= end]
+    timed = [s for s in phase.samples if s.completed and start <= s.started < end]
+    errors: dict[str, int] = {}
+    for sample in phase.samples:
+        if sample.error is not None:
+            errors[sample.error[:120]] = errors.get(sample.error[:120], 0) + 1
+    return {
+        "window_seconds": seconds,
+        "requests_started_in_window": sum(1 for s in phase.samples if s.started >= start),
+        "completed_in_window": len(completed),
+        "not_completed": sum(1 for s in phase.samples if not s.completed),
+        "errors": errors,
+        "per_second": len(completed) / seconds if seconds else None,
+        "ttft": summarize([s.ttft for s in timed if s.ttft is not None]) if timed else None,
+        "total": summarize([s.total for s in timed]) if timed else None,
+        "cpu": phase.cpu,
+    }
+
+
+# --- threads and clients ------------------------------------------------------------------------
+
+
+def ok(response: httpx.Response) -> Any:
+    """The JSON body of a successful response; raises with the body otherwise."""
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.method} {response.request.url} -> "
+                           f"{response.status_code}: {response.text[:500]}")
+    return response.json()
+
+
+async def new_thread(client: httpx.AsyncClient, message: str) -> str:
+    """A new thread holding one user message."""
+    body = {"messages": [{"role": "user", "content": message}]}
+    thread_id: str = ok(await client.post("/v1/threads", json=body))["id"]
+    return thread_id
+
+
+class Threads:
+    """Where each client's next run goes: in the first warm-up, the client's own thread
+    (reused); after it, a fresh thread from a pool made beforehand (with ``FRESH_THREADS``), so
+    every measured run sees the same one-message thread and asks the upstream exactly the same.
+    A client whose pool ran dry reuses its previous thread (counted)."""
+
+    def __init__(self, client: httpx.AsyncClient, own: list[str], message: str) -> None:
+        self.client, self.own, self.message = client, own, message
+        self.pool: list[str] = []
+        self.reused = 0
+        self.created = 0
+
+    @classmethod
+    async def make(cls, client: httpx.AsyncClient, clients: int, message: str) -> "Threads":
+        """One own thread per client."""
+        own = [await new_thread(client, message) for _ in range(clients)]
+        return cls(client, own, message)
+
+    def warmup(self, index: int) -> str:
+        return self.own[index]
+
+    def measured(self, index: int) -> str:
+        if not FRESH_THREADS:
+            return self.own[index]
+        if self.pool:
+            self.own[index] = self.pool.pop()
+            return self.own[index]
+        self.reused += 1
+        return self.own[index]
+
+    async def fill(self, count: int) -> None:
+        if not FRESH_THREADS:
+            return
+        gate = asyncio.Semaphore(THREAD_CREATORS)
+
+        async def one() -> str:
+            async with gate:
+                return await new_thread(self.client, self.message)
+
+        self.pool = list(await asyncio.gather(*(one() for _ in range(count))))
+        self.created += count
+
+    def describe(self) -> dict[str, Any]:
+        return {"fresh_per_run": FRESH_THREADS, "pool_created": self.created,
+                "runs_on_a_reused_thread": self.reused}
+
+
+def runs_on(client: httpx.AsyncClient, threads: Threads, assistant_id: str) -> Workload:
+    """Streamed runs of ``assistant_id``, on the threads ``threads`` hands out."""
+    return Workload(lambda i: runstep_run(client, threads.warmup(i), assistant_id),
+                    lambda i: runstep_run(client, threads.measured(i), assistant_id),
+                    threads.fill)
+
+
+def client_limits(concurrency: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+
+
+def event_loop_runner() -> Callable[[Awaitable[Any]], Any]:
+    """uvloop when installed (as uvicorn uses it): it keeps the load generator's CPU down."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run  # type: ignore[return-value]
+    return uvloop.run  # type: ignore[no-any-return]
