@@ -22,21 +22,28 @@ def _message_tokens(message: dict[str, Any]) -> int:
     ) + (MESSAGE_OVERHEAD_TOKENS)
 
 
-def chat_content(content: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    """Message content parts as chat content: plain text when it is only text."""
+def chat_content(
+    content: list[dict[str, Any]], images: dict[str, str] | None = None
+) -> str | list[dict[str, Any]]:
+    """Message content parts as chat content: plain text when it is only text. ``image_file``
+    parts become image input from ``images`` (file id → data URL)."""
     parts: list[dict[str, Any]] = []
     for part in content:
         if part["type"] == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
         elif part["type"] == "image_url":
             parts.append({"type": "image_url", "image_url": part["image_url"]})
+        elif part["type"] == "image_file" and part["image_file"]["file_id"] in (images or {}):
+            url = (images or {})[part["image_file"]["file_id"]]
+            detail = part["image_file"].get("detail", "auto")
+            parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
     if all(part["type"] == "text" for part in parts):
         return "".join(part["text"] for part in parts)
     return parts
 
 
-def _chat_message(message: dict[str, Any]) -> dict[str, Any]:
-    return {"role": message["role"], "content": chat_content(message["content"])}
+def _chat_message(message: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
+    return {"role": message["role"], "content": chat_content(message["content"], images)}
 
 
 def _tool_turn(step: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,6 +129,7 @@ def build(
     thread_messages: list[dict[str, Any]],
     steps: list[dict[str, Any]],
     context_window: int,
+    images: dict[str, str] | None = None,
 ) -> Context:
     """The request for the next model turn of ``run``."""
     by_id = {message["id"]: message for message in thread_messages}
@@ -134,7 +142,7 @@ def build(
             continue
         message = by_id.get(step["step_details"]["message_creation"]["message_id"])
         if message is not None and message["content"]:
-            current.append(_chat_message(message))
+            current.append(_chat_message(message, images or {}))
     system = [{"role": "system", "content": run["instructions"]}] if run["instructions"] else []
     tools = _tools(run)
     fixed = sum(_message_tokens(m) for m in system + current) + estimate_tokens(json.dumps(tools))
@@ -142,7 +150,7 @@ def build(
     if run["max_prompt_tokens"] is not None:
         prompt_budget = run["max_prompt_tokens"] - options.get("usage", {}).get("prompt_tokens", 0)
     budget = min(context_window, prompt_budget) if prompt_budget is not None else context_window
-    history = [_chat_message(m) for m in thread_messages if m["run_id"] != run["id"]]
+    history = [_chat_message(m, images or {}) for m in thread_messages if m["run_id"] != run["id"]]
     kept = _truncate(history, run["truncation_strategy"] or {}, max(budget - fixed, 0))
     messages = system + kept + current
     return Context(

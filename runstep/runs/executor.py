@@ -8,6 +8,7 @@ from typing import Any
 
 from runstep import ids, observability
 from runstep.config import Settings
+from runstep.files.storage import blob_store
 from runstep.observability import ACTIVE_RUNS, ERRORS, MODEL_FIRST_TOKEN, MODEL_TURN
 from runstep.providers.base import (
     ChatRequest,
@@ -17,7 +18,7 @@ from runstep.providers.base import (
     TextDelta,
     ToolCallDelta,
 )
-from runstep.runs import context, objects
+from runstep.runs import context, images, objects
 from runstep.runs.bus import LocalBus, wait
 from runstep.runs.recorder import LeaseLost, Recorder, Replay, replayed
 from runstep.services.common import now
@@ -53,6 +54,7 @@ class Executor:
 
     def __init__(self, db: Database, bus: LocalBus, provider: Provider, settings: Settings) -> None:
         self.db, self.bus, self.provider, self.settings = db, bus, provider, settings
+        self.blobs = blob_store(settings)
 
     async def execute(self, row: run_rows.RunRow, owner: str) -> None:
         """Run ``row`` (already leased to ``owner``) until it ends or waits for tool outputs."""
@@ -150,8 +152,10 @@ class Executor:
         async with self.db.read() as conn:
             messages = await MESSAGES.all(conn, recorder.project_id, thread_id=run["thread_id"])
             steps = await RUN_STEPS.all(conn, recorder.project_id, run_id=run["id"])
+        ids = images.image_file_ids(messages)
+        urls = await images.data_urls(self.db, self.blobs, recorder.project_id, ids) if ids else {}
         return context.build(
-            run, recorder.options, messages, steps, self.settings.context_window_tokens
+            run, recorder.options, messages, steps, self.settings.context_window_tokens, urls
         )
 
     async def _model_turn(self, recorder: Recorder, request: ChatRequest) -> Turn:

@@ -5,6 +5,7 @@ in a user message, so the scripted model answers it alone and ``Scripted.bodies`
 exactly the chat requests the server sent for it. Streaming is in ``test_run_streams.py``.
 """
 
+import base64
 import json
 import signal
 import uuid
@@ -441,6 +442,38 @@ def test_image_url_parts_reach_the_model_as_image_url_parts(
             {"type": "text", "text": scripted.say("What is this?")},
             {"type": "image_url", "image_url": image},
         ],
+    }
+
+
+def test_image_file_parts_reach_the_model_as_image_data(
+    client: openai.OpenAI, upstream: ScriptedUpstream
+) -> None:
+    scripted = script(upstream, Script(text=["A dot."]))
+    assistant = new_assistant(client)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+    uploaded = client.files.create(file=("dot.png", png), purpose="vision")
+    thread = client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": scripted.say("What is this?")},
+                    {
+                        "type": "image_file",
+                        "image_file": {"file_id": uploaded.id, "detail": "high"},
+                    },
+                ],
+            }
+        ]
+    )
+
+    client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+
+    [body] = scripted.bodies
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert body["messages"][-1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": url, "detail": "high"},
     }
 
 
