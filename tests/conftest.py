@@ -1,5 +1,6 @@
 """Shared fixtures: fresh databases on both stores, and a real server process per store."""
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,26 @@ from tests.support.validating_client import client as validating_client
 BACKENDS = ["sqlite", "postgresql"]
 STATIC_KEY = "sk-static-test-key"
 UPSTREAM_KEY = "sk-upstream-test-key"
+
+
+TEST_SECONDS = 120
+
+
+@pytest.fixture(autouse=True)
+def _deadline() -> Iterator[None]:
+    """Fail a test that hangs (e.g. a run that never ends makes the SDK's pollers loop forever)
+    instead of blocking the whole session."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test still running after {TEST_SECONDS}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TEST_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")

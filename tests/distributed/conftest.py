@@ -7,7 +7,6 @@ test) to bring the count back to two. Each worker's lease-owner name (``worker:H
 read from its log) tells which process holds a run. Every process and the database are removed
 by finalizers, whatever happens."""
 
-import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
 
-TEST_SECONDS = 60
 WORKER_CONCURRENCY = 8  # small enough that a burst of runs is shared by both workers
 TIMINGS = {
     "RUNSTEP_LEASE_SECONDS": "2",
@@ -34,22 +32,6 @@ TIMINGS = {
     "RUNSTEP_DELTA_FLUSH_SECONDS": "0.05",
     "RUNSTEP_SHUTDOWN_SECONDS": "8",
 }
-
-
-@pytest.fixture(autouse=True)
-def _deadline() -> Iterator[None]:
-    """Fail a test that hangs instead of blocking the whole session."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test still running after {TEST_SECONDS}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_SECONDS)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def fresh_postgres(request: pytest.FixtureRequest) -> str:

@@ -14,10 +14,9 @@ from openai import AssistantEventHandler
 from openai.types.beta import AssistantStreamEvent
 
 from tests.conformance import validate_event
-from tests.e2e.test_runs import (  # noqa: F401  (_deadline is an autouse fixture)
+from tests.e2e.test_runs import (
     TIME_TOOL,
     WEATHER_TOOL,
-    _deadline,
     new_assistant,
     script,
     usage,

@@ -7,7 +7,6 @@ exactly the chat requests the server sent for it. Streaming is in ``test_run_str
 
 import base64
 import json
-import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
 from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
 
-TEST_SECONDS = 60
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -47,22 +45,6 @@ TIME_TOOL: dict[str, Any] = {
 
 
 # -- helpers shared with test_run_streams.py ------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _deadline() -> Iterator[None]:
-    """Fail a test that hangs (a run that never ends makes the SDK's pollers loop forever)."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test still running after {TEST_SECONDS}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_SECONDS)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
