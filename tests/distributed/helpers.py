@@ -4,7 +4,6 @@ the shared PostgreSQL database, lease sampling, scripted replies, and polling wi
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ import psycopg
 import sqlalchemy as sa
 
 from tests.conformance import spec_available, validate_event
-from tests.support.scripted_upstream import RecordedRequest, ScriptedUpstream
+from tests.support.runs import Scripted, scripted  # noqa: F401  (re-exported for tests)
 from tests.support.upstream_script import Script
 
 T = TypeVar("T")
@@ -51,32 +50,6 @@ def eventually(
 
 
 # -- scripted upstream -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """Scripts registered under a fresh name; ``marker`` in a user message selects them."""
-
-    upstream: ScriptedUpstream
-    name: str
-
-    @property
-    def marker(self) -> str:
-        return f"[[script:{self.name}]]"
-
-    def say(self, text: str = "Hello") -> str:
-        return f"{text} {self.marker}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """The chat completion requests this script answered, oldest first."""
-        return [r for r in self.upstream.requests if r.source == f"named:{self.name}"]
-
-
-def scripted(upstream: ScriptedUpstream, *scripts: Script) -> Scripted:
-    name = f"dist-{uuid.uuid4().hex[:12]}"
-    upstream.register(name, *scripts)
-    return Scripted(upstream, name)
 
 
 def slow_text(chunks: int, delay: float, tag: str = "w") -> Script:

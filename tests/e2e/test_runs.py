@@ -7,9 +7,7 @@ exactly the chat requests the server sent for it. Streaming is in ``test_run_str
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,8 @@ import pytest
 from openai.types.beta import Assistant, Thread
 
 from tests.conftest import STATIC_KEY, RunningServer
+from tests.support.runs import Scripted
+from tests.support.runs import scripted as script
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
 from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
@@ -54,29 +54,6 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """A script queue registered under a fresh name on the session's upstream."""
-
-    upstream: ScriptedUpstream
-    name: str
-
-    def say(self, text: str) -> str:
-        """``text`` with the marker that routes the run's model calls to this script."""
-        return f"{text} [[script:{self.name}]]"
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        """The chat completion requests the server sent for this script, oldest first."""
-        return [r.body for r in self.upstream.requests if r.source == f"named:{self.name}"]
-
-
-def script(upstream: ScriptedUpstream, *scripts: Script) -> Scripted:
-    name = f"runs-{uuid.uuid4().hex[:12]}"
-    upstream.register(name, *scripts)
-    return Scripted(upstream, name)
 
 
 def new_assistant(client: openai.OpenAI, **overrides: Any) -> Assistant:

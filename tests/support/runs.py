@@ -68,10 +68,19 @@ class Scripted:
     def marker(self) -> str:
         return f"[[script:{self.name}]]"
 
+    def say(self, text: str = "Hello") -> str:
+        """``text`` with the marker that routes the run's model calls to these scripts."""
+        return f"{text} {self.marker}"
+
     @property
     def requests(self) -> list[RecordedRequest]:
-        """The chat completion requests this script answered."""
+        """The chat completion requests these scripts answered, oldest first."""
         return [r for r in self.upstream.requests if r.source == f"named:{self.name}"]
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The bodies of ``requests``."""
+        return [r.body for r in self.requests]
 
 
 def scripted(upstream: ScriptedUpstream, *scripts: Script) -> Scripted:
