@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import psycopg
@@ -132,20 +132,18 @@ def check_event_log(events: list[tuple[int, str]], *ends: str) -> None:
     assert names.count("thread.run.in_progress") == legs, names
 
 
-class LeaseSampler:
-    """Reads every held lease every few milliseconds while it runs: for each run, the distinct
-    owners in the order they were seen (a run that two workers held at once, or that changed
-    hands without a crash, shows up here)."""
+class SqlWatch:
+    """Runs ``sample`` on its own connection every ``interval`` seconds in a background thread
+    while the ``with`` block runs, until ``sample`` returns False. A failure is kept in
+    ``error`` for the test to report (never raised as a thread warning)."""
 
-    def __init__(self, sql: Sql, interval: float = 0.02) -> None:
+    def __init__(self, sql: Sql, interval: float) -> None:
         self.sql, self.interval = sql, interval
-        self.owners: dict[str, list[str]] = {}
-        self.samples = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "LeaseSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -153,21 +151,36 @@ class LeaseSampler:
         self._stop.set()
         self._thread.join(10)
 
+    def sample(self, conn: psycopg.Connection) -> bool:
+        raise NotImplementedError
+
     def _run(self) -> None:
         try:
             with psycopg.connect(self.sql.dsn, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    held = conn.execute(
-                        "SELECT id, lease_owner FROM runs WHERE lease_owner IS NOT NULL"
-                    ).fetchall()
-                    for run_id, owner in held:
-                        seen = self.owners.setdefault(run_id, [])
-                        if not seen or seen[-1] != owner:
-                            seen.append(owner)
-                    self.samples += 1
+                while not self._stop.is_set() and self.sample(conn):
                     self._stop.wait(self.interval)
-        except BaseException as error:  # reported by the test, never as a thread warning
+        except BaseException as error:
             self.error = error
+
+
+class LeaseSampler(SqlWatch):
+    """Reads every held lease every few milliseconds while it runs: for each run, the distinct
+    owners in the order they were seen (a run that two workers held at once, or that changed
+    hands without a crash, shows up here)."""
+
+    def __init__(self, sql: Sql, interval: float = 0.02) -> None:
+        super().__init__(sql, interval)
+        self.owners: dict[str, list[str]] = {}
+        self.samples = 0
+
+    def sample(self, conn: psycopg.Connection) -> bool:
+        held = conn.execute("SELECT id, lease_owner FROM runs WHERE lease_owner IS NOT NULL")
+        for run_id, owner in held.fetchall():
+            seen = self.owners.setdefault(run_id, [])
+            if not seen or seen[-1] != owner:
+                seen.append(owner)
+        self.samples += 1
+        return True
 
 
 # -- live streams ------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ reply run without a crash; and a function call whose arguments stream in 40 frag
 Last, a worker that stalls (SIGSTOP) past its lease and then wakes up must not write again."""
 
 import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from tests.distributed.helpers import (
     LiveStream,
     Scripted,
     Sql,
+    SqlWatch,
     check_event_log,
     eventually,
     new_thread,
@@ -251,42 +251,28 @@ def test_a_stalled_worker_loses_the_run_and_writes_nothing_more(
 # -- the log's high-water mark -----------------------------------------------------------------
 
 
-class SeqWatch:
+class SeqWatch(SqlWatch):
     """Checks, every 2 ms, that each running run's ``last_seq`` equals the newest seq in its
     persisted log (one statement: one snapshot). On the first mismatch it ``kill -9``s
     ``worker``: a crash at that moment makes the next holder start from that ``last_seq``."""
 
+    QUERY = (
+        "SELECT id, last_seq, (SELECT max(seq) FROM run_events e WHERE e.run_id = r.id) "
+        "FROM runs r WHERE status = 'in_progress'"
+    )
+
     def __init__(self, sql: Sql, worker: WorkerProcess) -> None:
-        self.sql, self.worker = sql, worker
+        super().__init__(sql, 0.002)
+        self.worker = worker
         self.mismatches: list[tuple[str, int, int]] = []
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "SeqWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        query = (
-            "SELECT id, last_seq, (SELECT max(seq) FROM run_events e WHERE e.run_id = r.id) "
-            "FROM runs r WHERE status = 'in_progress'"
-        )
-        try:
-            with psycopg.connect(self.sql.dsn, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    for run_id, last_seq, newest in conn.execute(query).fetchall():
-                        if newest is not None and last_seq != newest:
-                            self.worker.signal(signal.SIGKILL)
-                            self.mismatches.append((run_id, last_seq, newest))
-                            return
-                    self._stop.wait(0.002)
-        except BaseException as error:  # reported by the test
-            self.error = error
+    def sample(self, conn: psycopg.Connection) -> bool:
+        for run_id, last_seq, newest in conn.execute(self.QUERY).fetchall():
+            if newest is not None and last_seq != newest:
+                self.worker.signal(signal.SIGKILL)
+                self.mismatches.append((run_id, last_seq, newest))
+                return False
+        return True
 
 
 def test_last_seq_never_falls_behind_the_log(running: Cluster, streams: list) -> None:
