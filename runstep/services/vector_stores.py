@@ -398,6 +398,18 @@ async def expire_stores(db: Database, at: int) -> int:
 # --- vector store files ---------------------------------------------------------------------
 
 
+async def _attached(
+    conn: AsyncConnection, project_id: str, store_id: str, previous_batches: set[str | None]
+) -> None:
+    """After attaching files: recount the store and the batches the files moved out of,
+    and wake the ingestion workers once this transaction commits."""
+    if await refresh_store(conn, project_id, store_id) is None:
+        raise _store_not_found(store_id)
+    for previous in sorted(b for b in previous_batches if b is not None):
+        await refresh_batch(conn, project_id, previous)
+    await _announce(conn)
+
+
 async def create_file(
     db: Database,
     bus: LocalBus,
@@ -410,11 +422,7 @@ async def create_file(
         await _store(conn, project_id, store_id)
         await _check_files(conn, project_id, [request.file_id], "file_id")
         obj, previous_batch = await _attach(conn, project_id, store_id, request, now())
-        if await refresh_store(conn, project_id, store_id) is None:
-            raise _store_not_found(store_id)
-        if previous_batch is not None:
-            await refresh_batch(conn, project_id, previous_batch)
-        await _announce(conn)
+        await _attached(conn, project_id, store_id, {previous_batch})
     wake_ingestion(bus)
     return obj
 
@@ -577,17 +585,12 @@ async def create_batch(
         await _store(conn, project_id, store_id)
         await _check_files(conn, project_id, [entry.file_id for entry in entries], param)
         await VECTOR_STORE_FILE_BATCHES.insert(conn, project_id, obj, vector_store_id=store_id)
-        previous_batches: set[str] = set()
+        previous_batches: set[str | None] = set()
         for entry in entries:
             _, previous = await _attach(conn, project_id, store_id, entry, created_at, obj["id"])
-            if previous is not None:
-                previous_batches.add(previous)
-        if await refresh_store(conn, project_id, store_id) is None:
-            raise _store_not_found(store_id)
-        for previous in sorted(previous_batches):
-            await refresh_batch(conn, project_id, previous)
+            previous_batches.add(previous)
+        await _attached(conn, project_id, store_id, previous_batches)
         obj = await refresh_batch(conn, project_id, obj["id"]) or obj
-        await _announce(conn)
     wake_ingestion(bus)
     return obj
 
