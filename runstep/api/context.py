@@ -1,9 +1,10 @@
 """Per-request context: the authenticated project and the process's shared runtime."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.config import Settings
@@ -57,3 +58,10 @@ async def request_context(request: Request) -> RequestContext:
 
 
 Context = Annotated[RequestContext, Depends(request_context)]
+
+
+def polled(ctx: RequestContext, obj: dict[str, Any]) -> JSONResponse:
+    """An object clients poll until it settles (runs, vector stores and their files), with
+    the ``openai-poll-after-ms`` hint the SDKs honour."""
+    headers = {"openai-poll-after-ms": str(ctx.runtime.settings.poll_after_ms)}
+    return JSONResponse(obj, headers=headers)

@@ -5,9 +5,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import JSONResponse
 
-from runstep.api.context import Context, RequestContext
+from runstep.api.context import Context, RequestContext, polled
 from runstep.api.sse import run_stream
 from runstep.errors import InvalidRequest
 from runstep.protocol.common import ListQuery
@@ -44,12 +43,6 @@ def include_param(
 
 
 Include = Annotated[list[str], Depends(include_param)]
-
-
-def run_response(ctx: RequestContext, run: dict[str, Any]) -> JSONResponse:
-    """A run, with the polling hint the SDKs honour."""
-    headers = {"openai-poll-after-ms": str(ctx.runtime.settings.poll_after_ms)}
-    return JSONResponse(run, headers=headers)
 
 
 @asynccontextmanager
@@ -92,7 +85,7 @@ async def create_run(
         run = await service.create(ctx.runtime.runs, ctx.project_id, thread_id, body, include)
     if body.stream:
         return _new_run_stream(ctx, run)
-    return run_response(ctx, run)
+    return polled(ctx, run)
 
 
 @router.post("/v1/threads/runs")
@@ -101,7 +94,7 @@ async def create_thread_and_run(body: CreateThreadAndRunRequest, ctx: Context) -
         thread, run = await service.create_thread_and_run(ctx.runtime.runs, ctx.project_id, body)
     if body.stream:
         return _new_run_stream(ctx, run, (("thread.created", encode(thread)),))
-    return run_response(ctx, run)
+    return polled(ctx, run)
 
 
 @router.get("/v1/threads/{thread_id}/runs")
@@ -115,19 +108,19 @@ async def list_runs(
 @router.get(RUN)
 async def get_run(thread_id: str, run_id: str, ctx: Context) -> Response:
     run = await retrieve(ctx.db, RUNS, service.KIND, ctx.project_id, run_id, thread_id=thread_id)
-    return run_response(ctx, run)
+    return polled(ctx, run)
 
 
 @router.post(RUN)
 async def modify_run(thread_id: str, run_id: str, body: ModifyRunRequest, ctx: Context) -> Response:
     run = await service.modify(ctx.runtime.runs, ctx.project_id, thread_id, run_id, body)
-    return run_response(ctx, run)
+    return polled(ctx, run)
 
 
 @router.post(f"{RUN}/cancel")
 async def cancel_run(thread_id: str, run_id: str, ctx: Context) -> Response:
     run = await service.cancel(ctx.runtime.runs, ctx.project_id, thread_id, run_id)
-    return run_response(ctx, run)
+    return polled(ctx, run)
 
 
 @router.post(f"{RUN}/submit_tool_outputs")
@@ -140,4 +133,4 @@ async def submit_tool_outputs(
         )
     if body.stream:
         return _stream(ctx, run_id, after_seq)
-    return run_response(ctx, run)
+    return polled(ctx, run)

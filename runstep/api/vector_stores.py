@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from runstep.api.context import Context, RequestContext
+from runstep.api.context import Context, polled
 from runstep.protocol.common import ListQuery
 from runstep.protocol.vector_stores import (
     CreateFileBatchRequest,
@@ -19,12 +19,6 @@ from runstep.protocol.vector_stores import (
 from runstep.services import vector_stores
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"])
-
-
-def polled(ctx: RequestContext, obj: dict[str, Any]) -> JSONResponse:
-    """An object clients poll until it is processed, with the polling hint they honour."""
-    headers = {"openai-poll-after-ms": str(ctx.runtime.settings.poll_after_ms)}
-    return JSONResponse(obj, headers=headers)
 
 
 # --- stores ---------------------------------------------------------------------------------
