@@ -67,7 +67,7 @@ from runstep.store.collections import (
 from runstep.store.db import Database
 from runstep.store.notify import EVENTS, notify
 from runstep.store.objects import PageRequest
-from runstep.tools.file_search import index
+from runstep.tools.file_search import index, retrieval
 from runstep.tools.file_search.chunking import chunk_text
 from runstep.tools.file_search.embeddings import Embedder, create_embedder
 from runstep.tools.file_search.extract import ExtractionError, extract_text
@@ -667,27 +667,18 @@ async def search(
     threshold = ranking.score_threshold if ranking is not None else 0.0
     # ``ranker: none`` skips the fusion with keyword ranks: plain cosine similarity.
     mode: index.Mode = "vector" if ranking is not None and ranking.ranker == "none" else "hybrid"
-    best: dict[tuple[str, int], index.Hit] = {}
-    if allowed is None or allowed:
-        vectors = await shared_embedder().embed(queries)
-        for text, vector in zip(queries, vectors, strict=True):
-            hits = await index.search(
-                db,
-                project_id,
-                [store_id],
-                text,
-                vector,
-                max_results=request.max_num_results,
-                score_threshold=threshold,
-                allowed_file_ids=allowed,
-                mode=mode,
-            )
-            for hit in hits:
-                key = (hit.file_id, hit.chunk_index)
-                if key not in best or hit.score > best[key].score:
-                    best[key] = hit
-    ranked = sorted(best.values(), key=lambda hit: hit.score, reverse=True)
-    items = await _result_items(db, project_id, store_id, ranked[: request.max_num_results])
+    hits = await retrieval.best_hits(
+        db,
+        shared_embedder(),
+        project_id,
+        [store_id],
+        queries,
+        max_results=request.max_num_results,
+        score_threshold=threshold,
+        allowed_file_ids=allowed,
+        mode=mode,
+    )
+    items = await _result_items(db, project_id, store_id, hits)
     await touch(db, project_id, [store_id])
     return search_results_page(queries, items)
 
@@ -700,15 +691,8 @@ async def _result_items(
     file_ids = sorted({hit.file_id for hit in hits})
     if not file_ids:
         return []
+    names = await retrieval.file_names(db, project_id, file_ids)
     async with db.read() as conn:
-        names = {
-            row.id: row.filename
-            for row in await conn.execute(
-                sa.select(FILES.id, FILES.filename).where(
-                    FILES.project_id == project_id, FILES.id.in_(file_ids)
-                )
-            )
-        }
         attributes = {
             row.id: row.data.get("attributes") or {}
             for row in await conn.execute(
@@ -721,7 +705,7 @@ async def _result_items(
         {
             "file_id": hit.file_id,
             "filename": names[hit.file_id],
-            "score": min(1.0, max(0.0, float(hit.score))),
+            "score": retrieval.clamp_score(hit.score),
             "attributes": attributes[hit.file_id],
             "content": [{"type": "text", "text": hit.text}],
         }
