@@ -46,6 +46,7 @@ class Settings:
     json_logs: bool = False
     event_retention_seconds: int = 3600
     max_file_bytes: int = 512 * 1024 * 1024
+    file_search_wait_seconds: float = 60.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,6 +86,7 @@ class Settings:
             "RUNSTEP_MAX_STREAMS": ("max_streams", int),
             "RUNSTEP_EVENT_RETENTION_SECONDS": ("event_retention_seconds", int),
             "RUNSTEP_MAX_FILE_BYTES": ("max_file_bytes", int),
+            "RUNSTEP_FILE_SEARCH_WAIT_SECONDS": ("file_search_wait_seconds", float),
         }
         values: dict[str, object] = {}
         for variable, (name, kind) in readers.items():

@@ -142,3 +142,25 @@ def client(server: RunningServer, api_key: str) -> Iterator[openai.OpenAI]:
     """The official client, as a fresh tenant, validating every response against the spec."""
     with validating_client(server.base_url, api_key) as official:
         yield official
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with no upstream configured (runs use the local stand-in), on SQLite."""
+    directory = tmp_path_factory.mktemp("local-model")
+    env = {
+        "RUNSTEP_DATA_DIR": str(directory),
+        "RUNSTEP_DATABASE_URL": "",
+        "RUNSTEP_API_KEYS": STATIC_KEY,
+        "RUNSTEP_UPSTREAM_BASE_URL": "",
+        "RUNSTEP_UPSTREAM_API_KEY": "",
+    }
+    process = ServerProcess(env=env, log_path=directory / "server.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def local_client(local_server: ServerProcess) -> Iterator[openai.OpenAI]:
+    with validating_client(local_server.base_url, STATIC_KEY) as official:
+        yield official

@@ -54,6 +54,19 @@ class Finish:
 ProviderEvent = TextDelta | ToolCallDelta | Finish
 
 
+def content_text(content: Any) -> str:
+    """The text of a message content: a string, or the text parts of a list (images skipped)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 class ProviderError(Exception):
     def __init__(self, kind: Literal["rate_limit", "server", "invalid"], message: str) -> None:
         super().__init__(message)

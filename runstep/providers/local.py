@@ -2,7 +2,7 @@
 
 It is not a language model: the ``RULES`` are tried in order, the first that applies
 decides the reply, and when none does it echoes the user. To teach it a new trick (e.g.
-a hosted ``file_search`` tool), write a ``Rule`` returning a ``Reply`` (None when it does
+a hosted tool), write a ``Rule`` returning a ``Reply`` (None when it does
 not apply) and insert it into ``RULES`` ahead of the rules it should win over.
 """
 
@@ -20,12 +20,15 @@ from runstep.providers.base import (
     ProviderEvent,
     TextDelta,
     ToolCallDelta,
+    content_text,
 )
+from runstep.tools.file_search import tool as file_search
 
 LABEL = "[local stand-in model]"
 ECHO_LABEL = "[local stand-in model — no upstream configured]"
 USER_TEXT_LIMIT = 300
 TOOL_OUTPUT_LIMIT = 500
+QUOTE_LIMIT = 300
 ARGUMENT_FRAGMENTS = 3
 
 
@@ -47,19 +50,6 @@ class Reply:
 
 
 Rule = Callable[[ChatRequest], Reply | None]
-
-
-def content_text(content: Any) -> str:
-    """The text of a message content: a string, or the text parts of a list (images skipped)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 def estimate_tokens(text: str) -> int:
@@ -141,14 +131,55 @@ def call_named_functions(request: ChatRequest) -> Reply | None:
 
 def summarise_tool_results(request: ChatRequest) -> Reply | None:
     """After tool results, report what the tools returned."""
-    outputs: list[str] = []
-    for message in reversed(request.messages):
-        if message.get("role") != "tool":
-            break
-        outputs.insert(0, _truncate(content_text(message.get("content")), TOOL_OUTPUT_LIMIT))
+    outputs = [
+        _truncate(content_text(message.get("content")), TOOL_OUTPUT_LIMIT)
+        for message in _trailing_tool_messages(request)
+    ]
     if not outputs:
         return None
     return Reply(text=f"{LABEL} The tool returned: " + " | ".join(outputs))
+
+
+def search_files(request: ChatRequest) -> Reply | None:
+    """With file_search on, search the files for what the user just said."""
+    last = request.messages[-1] if request.messages else {}
+    if last.get("role") != "user" or request.tool_choice == "none":
+        return None
+    if file_search.NAME not in function_names(request):
+        return None
+    said = _truncate(content_text(last.get("content")).strip(), USER_TEXT_LIMIT)
+    arguments = json.dumps({"queries": [said]})
+    return Reply(calls=[PlannedCall(_call_id(request, 0), file_search.NAME, arguments)])
+
+
+def quote_search_results(request: ChatRequest) -> Reply | None:
+    """After a file search, quote the best passage, citing it by its marker."""
+    trailing = _trailing_tool_messages(request)
+    asked = request.messages[-len(trailing) - 1] if trailing else {}
+    searches = {
+        call["id"]
+        for call in asked.get("tool_calls") or []
+        if call.get("function", {}).get("name") == file_search.NAME
+    }
+    outputs = [content_text(m.get("content")) for m in trailing if m["tool_call_id"] in searches]
+    if not outputs:
+        return None
+    passages = [passage for output in outputs for passage in file_search.parse_passages(output)]
+    if not passages:
+        return Reply(text=f"{LABEL} I searched the files and found nothing relevant.")
+    best = passages[0]
+    quote = _truncate(" ".join(best.text.split()), QUOTE_LIMIT)
+    return Reply(text=f'{LABEL} From {best.file_name}: "{quote}" {best.marker}')
+
+
+def _trailing_tool_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The tool results at the end of the conversation, in order."""
+    trailing: list[dict[str, Any]] = []
+    for message in reversed(request.messages):
+        if message.get("role") != "tool":
+            break
+        trailing.insert(0, message)
+    return trailing
 
 
 def echo_last_user_message(request: ChatRequest) -> Reply:
@@ -158,7 +189,12 @@ def echo_last_user_message(request: ChatRequest) -> Reply:
     return Reply(text=f"{ECHO_LABEL} You said: {_truncate(said, USER_TEXT_LIMIT) or '(nothing)'}")
 
 
-RULES: list[Rule] = [call_named_functions, summarise_tool_results]
+RULES: list[Rule] = [
+    call_named_functions,
+    search_files,
+    quote_search_results,
+    summarise_tool_results,
+]
 
 
 def reply_for(request: ChatRequest) -> Reply:

@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstep.providers.base import ChatRequest
+from runstep.tools.file_search.tool import (
+    MODEL_TOOL,
+    NAME,
+    file_search_calls,
+    passages_text,
+    queries_in,
+)
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -46,33 +53,30 @@ def _chat_message(message: dict[str, Any], images: dict[str, str]) -> dict[str, 
     return {"role": message["role"], "content": chat_content(message["content"], images)}
 
 
-def _tool_turn(step: dict[str, Any]) -> list[dict[str, Any]]:
-    """A tool_calls step as the assistant's tool calls followed by one result per call."""
-    calls = step["step_details"]["tool_calls"]
-    function_calls = [c for c in calls if c["type"] == "function"]
-    if not function_calls:
+def _tool_turn(
+    step: dict[str, Any], sources: dict[str, int], arguments: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A tool_calls step as the assistant's tool calls followed by one result per call:
+    function outputs as submitted, file_search passages with their markers (``sources``: the
+    call's marker source; ``arguments``: what the model asked hosted tools, by call id)."""
+    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] in ("function", NAME)]
+    if not calls:
         return []
-    turn: list[dict[str, Any]] = [
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": c["id"],
-                    "type": "function",
-                    "function": {
-                        "name": c["function"]["name"],
-                        "arguments": c["function"]["arguments"],
-                    },
-                }
-                for c in function_calls
-            ],
-        }
-    ]
-    for call in function_calls:
-        output = call["function"]["output"]
-        turn.append({"role": "tool", "tool_call_id": call["id"], "content": output or ""})
-    return turn
+    requested, results = [], []
+    for call in calls:
+        if call["type"] == "function":
+            function = {
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+            }
+            output = call["function"]["output"] or ""
+        else:
+            function = {"name": NAME, "arguments": arguments.get(call["id"], "{}")}
+            queries = queries_in(function["arguments"])
+            output = passages_text(sources[call["id"]], queries, call[NAME].get("results") or [])
+        requested.append({"id": call["id"], "type": "function", "function": function})
+        results.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    return [{"role": "assistant", "content": None, "tool_calls": requested}, *results]
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Context:
     request: ChatRequest
     prompt_tokens: int  # estimated
     prompt_budget: int | None  # what max_prompt_tokens leaves for this turn, if set
+    searches: list[dict[str, Any]]  # the run's file_search calls so far, in marker order
 
 
 def _truncate(
@@ -109,17 +114,28 @@ def _truncate(
 
 
 def _tools(run: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
+    """The run's functions, and ``file_search`` as a function when the run has that tool."""
+    functions = [
         {"type": "function", "function": tool["function"]}
         for tool in run["tools"]
         if tool["type"] == "function"
     ]
+    return functions + ([MODEL_TOOL] if hosted_file_search(run) else [])
+
+
+def hosted_file_search(run: dict[str, Any]) -> bool:
+    """Whether the run has the file_search tool (unless a function of its own takes the name)."""
+    kinds = {tool["type"] for tool in run["tools"]}
+    names = {tool["function"]["name"] for tool in run["tools"] if tool["type"] == "function"}
+    return NAME in kinds and NAME not in names
 
 
 def _tool_choice(run: dict[str, Any], tools: list[dict[str, Any]]) -> str | dict[str, Any] | None:
     choice = run["tool_choice"]
     if not tools or choice in (None, "auto"):
         return None
+    if isinstance(choice, dict) and choice.get("type") == NAME and hosted_file_search(run):
+        return {"type": "function", "function": {"name": NAME}}
     return choice if isinstance(choice, str) or choice.get("type") == "function" else "required"
 
 
@@ -133,12 +149,13 @@ def build(
 ) -> Context:
     """The request for the next model turn of ``run``."""
     by_id = {message["id"]: message for message in thread_messages}
+    done = [step for step in steps if step["status"] != "in_progress"]  # else: regenerated
+    searches = file_search_calls(done)
+    sources = {call["id"]: n for n, call in enumerate(searches)}
     current: list[dict[str, Any]] = []
-    for step in steps:
-        if step["status"] == "in_progress":  # being regenerated after a crash
-            continue
+    for step in done:
         if step["type"] == "tool_calls":
-            current += _tool_turn(step)
+            current += _tool_turn(step, sources, options.get("tool_arguments", {}))
             continue
         message = by_id.get(step["step_details"]["message_creation"]["message_id"])
         if message is not None and message["content"]:
@@ -168,6 +185,7 @@ def build(
         ),
         prompt_tokens=fixed + sum(_message_tokens(m) for m in kept),
         prompt_budget=prompt_budget,
+        searches=searches,
     )
 
 

@@ -17,14 +17,19 @@ from runstep.providers.base import (
     ProviderError,
     TextDelta,
     ToolCallDelta,
+    content_text,
 )
 from runstep.runs import context, images, objects
 from runstep.runs.bus import LocalBus, wait
 from runstep.runs.recorder import LeaseLost, Recorder, Replay, replayed
+from runstep.services import vector_stores
 from runstep.services.common import now
+from runstep.services.vector_stores import shared_embedder
 from runstep.store import runs as run_rows
-from runstep.store.collections import MESSAGES, RUN_STEPS
+from runstep.store.collections import ASSISTANTS, MESSAGES, RUN_STEPS, THREADS
 from runstep.store.db import DATABASE_DOWN, Database
+from runstep.tools.file_search import retrieval
+from runstep.tools.file_search import tool as file_search
 
 log = logging.getLogger("runstep.executor")
 
@@ -47,6 +52,7 @@ class Turn:
     finish: Finish | None = None
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # model index → our call
     replays: dict[int, Replay | None] = field(default_factory=dict)  # arguments after a crash
+    hosted_arguments: dict[int, str] = field(default_factory=dict)  # of hosted-tool calls
 
 
 class Executor:
@@ -143,8 +149,9 @@ class Executor:
             if built.prompt_budget is not None and built.prompt_tokens > built.prompt_budget:
                 await recorder.finish("incomplete", incomplete="max_prompt_tokens")
                 return
+            recorder.citations = file_search.citation_targets(built.searches)
             turn = await self._model_turn(recorder, built.request)
-            if not await self._after_turn(recorder, turn):
+            if not await self._after_turn(recorder, turn, built):
                 return
 
     async def _context(self, recorder: Recorder) -> context.Context:
@@ -189,6 +196,11 @@ class Executor:
         if recorder.step is None:
             recorder.open_tool_step()
         call = turn.calls.get(delta.index) or self._new_call(recorder, turn, delta)
+        if call["type"] != "function":  # a hosted tool's arguments are not on the wire
+            turn.hosted_arguments[delta.index] = (
+                turn.hosted_arguments.get(delta.index, "") + delta.arguments
+            )
+            return
         arguments, turn.replays[delta.index], diverged = replayed(
             turn.replays.get(delta.index), delta.arguments, "tool call"
         )
@@ -206,7 +218,15 @@ class Executor:
         recorded = recorder.tool_calls()
         if delta.index < len(recorded):  # resuming a step whose calls were being streamed
             call = recorded[delta.index]
-            turn.replays[delta.index] = Replay(call["function"]["arguments"])
+            if call["type"] == "function":
+                turn.replays[delta.index] = Replay(call["function"]["arguments"])
+        elif delta.name == file_search.NAME and context.hosted_file_search(recorder.run):
+            settings = _tool_settings(recorder.run, file_search.NAME)
+            call = objects.file_search_call(
+                ids.new_id(ids.CALL), file_search.ranking_options(settings)
+            )
+            first = {"index": len(recorded), "id": call["id"], "type": "file_search"}
+            recorder.add_tool_call(call, {**first, "file_search": {}})
         else:
             call = objects.function_call(ids.new_id(ids.CALL), delta.name or "", "")
             first = {"index": len(recorded), **call, "function": {**call["function"]}}
@@ -214,7 +234,7 @@ class Executor:
         turn.calls[delta.index] = call
         return call
 
-    async def _after_turn(self, recorder: Recorder, turn: Turn) -> bool:
+    async def _after_turn(self, recorder: Recorder, turn: Turn, built: context.Context) -> bool:
         """Record the turn's end; True if the run goes on with another turn."""
         finish = turn.finish or Finish(reason="stop")
         prompt = finish.prompt_tokens or 0
@@ -222,8 +242,13 @@ class Executor:
         recorder.add_usage(prompt, completion)
         step_usage = objects.usage(prompt, completion)
         if turn.calls:
-            await recorder.require_action(step_usage)
-            return False
+            await self._file_searches(recorder, turn, built)
+            if any(call["type"] == "function" for call in turn.calls.values()):
+                await recorder.require_action(step_usage)
+                return False
+            recorder.end_step(usage=step_usage)
+            await recorder.flush()  # the hosted calls are done: a crash now does not redo them
+            return True
         if recorder.message is None:
             recorder.open_message()
         run = recorder.run
@@ -243,3 +268,69 @@ class Executor:
         else:
             await recorder.finish("completed")
         return False
+
+    async def _file_searches(self, recorder: Recorder, turn: Turn, built: context.Context) -> None:
+        """Run the turn's file_search calls; their results go on the open step."""
+        arguments = {
+            call["id"]: turn.hosted_arguments.get(index, "")
+            for index, call in turn.calls.items()
+            if call["type"] == file_search.NAME
+        }
+        if not arguments:
+            return
+        run, project_id = recorder.run, recorder.project_id
+        settings = _tool_settings(run, file_search.NAME)
+        stores = await retrieval.ready_stores(
+            self.db,
+            project_id,
+            await self._vector_store_ids(recorder),
+            self.settings.file_search_wait_seconds,
+        )
+        source = len(built.searches)
+        for call in recorder.tool_calls():
+            if call["id"] not in arguments:
+                continue
+            queries = file_search.queries_in(arguments[call["id"]]) or _last_user_text(built)
+            results = await file_search.search(
+                self.db, shared_embedder(), project_id, stores, queries, settings
+            )
+            call[file_search.NAME]["results"] = results
+            recorder.note_arguments(call["id"], arguments[call["id"]])
+            for number, result in enumerate(results):
+                recorder.citations[(source, number)] = result["file_id"]
+            source += 1
+        recorder.touch_step()
+        if stores:
+            await vector_stores.touch(self.db, project_id, stores)
+
+    async def _vector_store_ids(self, recorder: Recorder) -> list[str]:
+        """The vector stores file_search reads: the assistant's, then the thread's."""
+        run, project_id = recorder.run, recorder.project_id
+        async with self.db.read() as conn:
+            owners = [
+                await ASSISTANTS.get(conn, project_id, run["assistant_id"]),
+                await THREADS.get(conn, project_id, run["thread_id"]),
+            ]
+        found = [
+            store_id
+            for owner in owners
+            if owner is not None
+            for store_id in ((owner.get("tool_resources") or {}).get(file_search.NAME) or {}).get(
+                "vector_store_ids", []
+            )
+        ]
+        return list(dict.fromkeys(found))
+
+
+def _tool_settings(run: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The settings of the run's hosted tool ``kind`` (e.g. ``file_search.max_num_results``)."""
+    tool = next((tool for tool in run["tools"] if tool["type"] == kind), {})
+    settings: dict[str, Any] = tool.get(kind) or {}
+    return settings
+
+
+def _last_user_text(built: context.Context) -> list[str]:
+    """The last user message's text: what to search for when the model gave no query."""
+    users = [m for m in built.request.messages if m["role"] == "user"]
+    text = content_text(users[-1]["content"]) if users else ""
+    return [text] if text.strip() else []

@@ -52,6 +52,15 @@ def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     }
 
 
+def file_search_call(call_id: str, ranking_options: dict[str, Any]) -> dict[str, Any]:
+    """A file_search tool call as a step records it (``results`` once searched)."""
+    return {
+        "id": call_id,
+        "type": "file_search",
+        "file_search": {"ranking_options": ranking_options, "results": []},
+    }
+
+
 def required_action(step: dict[str, Any]) -> dict[str, Any]:
     """The run's ``required_action`` for the function calls of a ``tool_calls`` step."""
     calls = [
@@ -77,11 +86,18 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def message_delta(message_id: str, index: int, text: str, first: bool) -> dict[str, Any]:
-    """A ``thread.message.delta``: the first carries ``annotations``, later ones only ``value``."""
+def message_delta(
+    message_id: str,
+    index: int,
+    text: str,
+    first: bool,
+    annotations: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ``thread.message.delta``: the first carries ``annotations``, later ones only ``value``
+    and the annotations that text completed."""
     part: dict[str, Any] = {"value": text}
-    if first:
-        part["annotations"] = []
+    if first or annotations:
+        part["annotations"] = annotations or []
     return {
         "id": message_id,
         "object": "thread.message.delta",

@@ -22,6 +22,7 @@ from runstep.store.collections import MESSAGES, RUN_STEPS, RUNS
 from runstep.store.db import Database
 from runstep.store.events import Event, encode
 from runstep.store.objects import ObjectTable
+from runstep.tools.file_search import tool as file_search
 
 log = logging.getLogger("runstep.recorder")
 
@@ -97,6 +98,8 @@ class Recorder:
         self._dirty: dict[str, tuple[ObjectTable, dict[str, Any]]] = {}
         self._last_flush = time.monotonic()
         self._first_text_pending = False
+        # (marker source, result) → file id: what the open message's markers can cite
+        self.citations: dict[tuple[int, int], str] = {}
 
     @classmethod
     async def open(
@@ -279,8 +282,8 @@ class Recorder:
         self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self._insert(MESSAGES, message, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self.step, self.message = step, message
-        self.emit("thread.run.step.created", step)
-        self.emit("thread.run.step.in_progress", step)
+        self._emit_step("thread.run.step.created", step)
+        self._emit_step("thread.run.step.in_progress", step)
         self.emit("thread.message.created", message)
         self.emit("thread.message.in_progress", message)
 
@@ -296,9 +299,24 @@ class Recorder:
         if first:
             content.append(text_part(""))
             self._first_text_pending = True
-        content[0]["text"]["value"] += text
+        part = content[0]["text"]
+        part["value"] += text
+        cited = self._new_citations(part, text)
         self._touch(MESSAGES, self.message)
-        self.emit("thread.message.delta", objects.message_delta(self.message["id"], 0, text, first))
+        self.emit(
+            "thread.message.delta",
+            objects.message_delta(self.message["id"], 0, text, first, cited),
+        )
+
+    def _new_citations(self, part: dict[str, Any], text: str) -> list[dict[str, Any]]:
+        """Annotate the source markers ``text`` completed; the new annotations, indexed."""
+        if "】" not in text or not self.citations:
+            return []
+        known = part["annotations"]
+        start = known[-1]["end_index"] if known else 0
+        new = file_search.citations(part["value"], self.citations, start)
+        known.extend(new)
+        return [{"index": len(known) - len(new) + n, **a} for n, a in enumerate(new)]
 
     def end_message(self, reason: str | None = None) -> None:
         """Complete the open message, or end it incomplete with ``reason``."""
@@ -318,8 +336,8 @@ class Recorder:
         step = objects.tool_calls_step(self.run, now())
         self._insert(RUN_STEPS, step, thread_id=self.run["thread_id"], run_id=self.run["id"])
         self.step = step
-        self.emit("thread.run.step.created", step)
-        self.emit("thread.run.step.in_progress", step)
+        self._emit_step("thread.run.step.created", step)
+        self._emit_step("thread.run.step.in_progress", step)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         assert self.step is not None and self.step["type"] == "tool_calls"
@@ -331,11 +349,18 @@ class Recorder:
         self.tool_calls().append(call)
         self.touch_step(delta)
 
-    def touch_step(self, delta: dict[str, Any]) -> None:
-        """Mark the open step changed and stream ``delta`` (one tool-call fragment)."""
+    def touch_step(self, delta: dict[str, Any] | None = None) -> None:
+        """Mark the open step changed and stream ``delta`` (one tool-call fragment), if any."""
         assert self.step is not None
         self._touch(RUN_STEPS, self.step)
-        self.emit("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
+        if delta is not None:
+            self.emit("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
+
+    def note_arguments(self, call_id: str, arguments: str) -> None:
+        """Keep what the model asked a hosted tool (the step's wire object has no place for it;
+        the model sees it again in later turns)."""
+        self.options.setdefault("tool_arguments", {})[call_id] = arguments
+        self._touch(RUNS, self.run)
 
     def end_step(
         self,
@@ -347,7 +372,11 @@ class Recorder:
         step, self.step = self.step, None
         self._move(RUN_STEPS, step, status)
         step["usage"], step["last_error"] = usage, error
-        self.emit(f"thread.run.step.{status}", step)
+        self._emit_step(f"thread.run.step.{status}", step)
+
+    def _emit_step(self, name: str, step: dict[str, Any]) -> None:
+        """Steps stream as the run's ``include`` asks (file_search passages or not)."""
+        self.emit(name, objects.present_step(step, self.options.get("include") or []))
 
     # -- run outcomes ----------------------------------------------------------------------
 

@@ -7,19 +7,16 @@ exactly the chat requests the server sent for it. Streaming is in ``test_run_str
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from openai.types.beta import Assistant, Thread
 
-from tests.conftest import STATIC_KEY, RunningServer
+from tests.conftest import RunningServer
 from tests.support.runs import Scripted
 from tests.support.runs import scripted as script
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
-from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
 
 WEATHER_TOOL: dict[str, Any] = {
@@ -557,28 +554,6 @@ def test_another_tenants_run_is_not_found(
 
 
 # -- the built-in local model -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with no upstream configured (runs use the local stand-in), on SQLite."""
-    directory: Path = tmp_path_factory.mktemp("local-model")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        "RUNSTEP_API_KEYS": STATIC_KEY,
-        "RUNSTEP_UPSTREAM_BASE_URL": "",
-        "RUNSTEP_UPSTREAM_API_KEY": "",
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def local_client(local_server: ServerProcess) -> Iterator[openai.OpenAI]:
-    with validating_client(local_server.base_url, STATIC_KEY) as official:
-        yield official
 
 
 def test_local_model_replies_that_it_is_a_stand_in(local_client: openai.OpenAI) -> None:

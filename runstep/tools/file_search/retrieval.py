@@ -1,6 +1,8 @@
 """Search over one or more vector stores for one or more queries: the part shared by
 ``POST /v1/vector_stores/{id}/search`` and the ``file_search`` tool of runs."""
 
+import asyncio
+import time
 from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
@@ -11,6 +13,41 @@ from runstep.tools.file_search import index
 from runstep.tools.file_search.embeddings import Embedder
 
 FILES = tables.files.c
+STORES = tables.vector_stores.c
+STORE_FILES = tables.vector_store_files.c
+READY_POLL_SECONDS = 0.2
+
+
+async def ready_stores(
+    db: Database, project_id: str, store_ids: Sequence[str], wait_seconds: float
+) -> list[str]:
+    """The stores of ``store_ids`` that can be searched (they exist and have not expired),
+    once none of their files is still being ingested, or ``wait_seconds`` have passed."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        async with db.read() as conn:
+            rows = await conn.execute(
+                sa.select(STORES.id, STORES.status, STORES.expires_at).where(
+                    STORES.project_id == project_id, STORES.id.in_(list(store_ids))
+                )
+            )
+            at = int(time.time())
+            usable = {
+                row.id
+                for row in rows
+                if row.status != "expired" and (row.expires_at is None or row.expires_at > at)
+            }
+            pending = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(tables.vector_store_files)
+                .where(
+                    STORE_FILES.vector_store_id.in_(sorted(usable)),
+                    STORE_FILES.status == "in_progress",
+                )
+            )
+        if not pending or time.monotonic() >= deadline:
+            return [store_id for store_id in store_ids if store_id in usable]
+        await asyncio.sleep(READY_POLL_SECONDS)
 
 
 async def best_hits(
