@@ -18,9 +18,9 @@ from runstep.protocol.tools import response_format_wire, tools_wire
 from runstep.runs import states
 from runstep.runs.bus import LocalBus
 from runstep.runs.recorder import Recorder
-from runstep.services import messages
+from runstep.services import messages, threads
 from runstep.services.common import get_or_404, now, set_metadata, update
-from runstep.services.threads import new_thread
+from runstep.services.resources import wake
 from runstep.store import events as event_log
 from runstep.store import runs as run_rows
 from runstep.store.collections import ASSISTANTS, RUNS, THREADS
@@ -164,7 +164,8 @@ async def create(
     ctx: RunContext, project_id: str, thread_id: str, request: CreateRunRequest, include: list[str]
 ) -> dict[str, Any]:
     async with ctx.db.write() as conn:
-        await get_or_404(conn, THREADS, "thread", project_id, thread_id)
+        # Locked: ``additional_messages`` may give the thread a vector store.
+        thread = await get_or_404(conn, THREADS, "thread", project_id, thread_id, for_update=True)
         assistant = await get_or_404(
             conn, ASSISTANTS, "assistant", project_id, request.assistant_id
         )
@@ -172,11 +173,17 @@ async def create(
         if active is not None:
             raise InvalidRequest(f"Thread {thread_id} already has an active run {active}.")
         run = new_run(assistant, thread_id, request, ctx.settings.run_expiry_seconds)
-        at = now()
-        for extra in request.additional_messages or []:
-            await messages.insert(conn, project_id, messages.user_message(thread_id, extra, at))
+        _, queued = await messages.add_user_messages(
+            conn,
+            project_id,
+            thread,
+            request.additional_messages or [],
+            now(),
+            "additional_messages",
+        )
         await _insert_run(ctx, conn, project_id, run, _options(assistant, request, include))
         await notify(conn, WORK)
+    wake(ctx.bus, queued)
     ctx.bus.wake_workers()
     return run
 
@@ -185,21 +192,23 @@ async def create_thread_and_run(
     ctx: RunContext, project_id: str, request: CreateThreadAndRunRequest
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     thread_request = request.thread or CreateThreadRequest()
-    if request.tool_resources is not None:
+    resources_param = None
+    if request.tool_resources is not None:  # they belong to the new thread
         thread_request = thread_request.model_copy(
             update={"tool_resources": request.tool_resources}
         )
-    thread, initial = new_thread(thread_request)
+        resources_param = "tool_resources"
     async with ctx.db.write() as conn:
         assistant = await get_or_404(
             conn, ASSISTANTS, "assistant", project_id, request.assistant_id
         )
+        thread, queued = await threads.insert(
+            conn, project_id, thread_request, prefix="thread.", resources_param=resources_param
+        )
         run = new_run(assistant, thread["id"], request, ctx.settings.run_expiry_seconds)
-        await THREADS.insert(conn, project_id, thread)
-        for message in initial:
-            await messages.insert(conn, project_id, message)
         await _insert_run(ctx, conn, project_id, run, _options(assistant, request, []))
         await notify(conn, WORK)
+    wake(ctx.bus, queued)
     ctx.bus.wake_workers()
     return thread, run
 

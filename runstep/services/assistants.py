@@ -9,8 +9,9 @@ from runstep.protocol.assistants import (
     ModifyAssistantRequest,
 )
 from runstep.protocol.tools import response_format_wire, tools_wire
+from runstep.runs.bus import LocalBus
 from runstep.services.common import now, update
-from runstep.services.resources import tool_resources_wire
+from runstep.services.resources import create_tool_resources, tool_resources_wire, wake
 from runstep.store.collections import ASSISTANTS
 from runstep.store.db import Database
 
@@ -18,15 +19,14 @@ KIND = "assistant"
 
 
 def _apply(obj: dict[str, Any], request: ModifyAssistantRequest | CreateAssistantRequest) -> None:
-    """Copy the fields the request set onto the wire object."""
+    """Copy the fields the request set onto the wire object, but ``tool_resources`` (made on
+    create, merged on modify)."""
     given = request.model_fields_set
     for name in ("model", "name", "description", "instructions", "reasoning_effort"):
         if name in given and (name != "model" or request.model is not None):
             obj[name] = getattr(request, name)
     if "tools" in given:
         obj["tools"] = tools_wire(request.tools or [])
-    if "tool_resources" in given:
-        obj["tool_resources"] = tool_resources_wire(request.tool_resources, obj["tool_resources"])
     if "metadata" in given:
         obj["metadata"] = request.metadata or {}
     if "temperature" in given:
@@ -37,7 +37,11 @@ def _apply(obj: dict[str, Any], request: ModifyAssistantRequest | CreateAssistan
         obj["response_format"] = response_format_wire(request.response_format)
 
 
-async def create(db: Database, project_id: str, request: CreateAssistantRequest) -> dict[str, Any]:
+async def create(
+    db: Database, project_id: str, request: CreateAssistantRequest, bus: LocalBus | None = None
+) -> dict[str, Any]:
+    """``POST /v1/assistants``; ``bus`` wakes the ingestion of the files its
+    ``tool_resources`` helper queued."""
     obj = AssistantObject(
         id=ids.new_id(ids.ASSISTANT),
         created_at=now(),
@@ -54,13 +58,23 @@ async def create(db: Database, project_id: str, request: CreateAssistantRequest)
     ).wire()
     _apply(obj, request)
     async with db.write() as conn:
+        obj["tool_resources"], queued = await create_tool_resources(
+            conn, project_id, request.tool_resources, param="tool_resources", for_thread=False
+        )
         await ASSISTANTS.insert(conn, project_id, obj)
+    wake(bus, queued)
     return obj
 
 
 async def modify(
     db: Database, project_id: str, assistant_id: str, request: ModifyAssistantRequest
 ) -> dict[str, Any]:
-    return await update(
-        db, ASSISTANTS, KIND, project_id, assistant_id, lambda obj: _apply(obj, request)
-    )
+
+    def change(obj: dict[str, Any]) -> None:
+        _apply(obj, request)
+        if "tool_resources" in request.model_fields_set:
+            obj["tool_resources"] = tool_resources_wire(
+                request.tool_resources, obj["tool_resources"]
+            )
+
+    return await update(db, ASSISTANTS, KIND, project_id, assistant_id, change)

@@ -137,7 +137,7 @@ async def _store(
     return obj
 
 
-async def _check_files(
+async def check_files(
     conn: AsyncConnection, project_id: str, file_ids: Sequence[str], param: str
 ) -> dict[str, dict[str, Any]]:
     """The project's live File objects for ``file_ids``; 404 for the first one missing."""
@@ -282,10 +282,15 @@ def _unique(requests: Iterable[CreateVectorStoreFileRequest]) -> list[CreateVect
 # --- vector stores --------------------------------------------------------------------------
 
 
-async def create(
-    db: Database, bus: LocalBus, project_id: str, request: CreateVectorStoreRequest
+async def insert_store(
+    conn: AsyncConnection,
+    project_id: str,
+    request: CreateVectorStoreRequest,
+    param: str = "file_ids",
 ) -> dict[str, Any]:
-    """``POST /v1/vector_stores``: the store, with ``file_ids`` attached and queued."""
+    """Inside a write: a new store with ``file_ids`` attached and queued (404 naming ``param``
+    for an unknown file). When there were files, the caller wakes the ingestion workers once
+    the transaction is committed."""
     created_at = now()
     obj = vector_store_object(
         store_id=ids.new_id(ids.VECTOR_STORE), created_at=created_at, request=request
@@ -294,19 +299,33 @@ async def create(
         CreateVectorStoreFileRequest(file_id=file_id, chunking_strategy=request.chunking_strategy)
         for file_id in request.file_ids or []
     )
-    async with db.write() as conn:
-        await _check_files(conn, project_id, [entry.file_id for entry in entries], "file_ids")
-        await VECTOR_STORES.insert(
-            conn, project_id, obj, status=obj["status"], expires_at=obj["expires_at"]
-        )
-        for entry in entries:
-            await _attach(conn, project_id, obj["id"], entry, created_at)  # a new store: no batch
-        if entries:
-            obj = await refresh_store(conn, project_id, obj["id"]) or obj
-            await _announce(conn)
+    await check_files(conn, project_id, [entry.file_id for entry in entries], param)
+    await VECTOR_STORES.insert(
+        conn, project_id, obj, status=obj["status"], expires_at=obj["expires_at"]
+    )
+    for entry in entries:
+        await _attach(conn, project_id, obj["id"], entry, created_at)  # a new store: no batch
     if entries:
+        obj = await refresh_store(conn, project_id, obj["id"]) or obj
+        await _announce(conn)
+    return obj
+
+
+async def create(
+    db: Database, bus: LocalBus, project_id: str, request: CreateVectorStoreRequest
+) -> dict[str, Any]:
+    """``POST /v1/vector_stores``: the store, with ``file_ids`` attached and queued."""
+    async with db.write() as conn:
+        obj = await insert_store(conn, project_id, request)
+    if request.file_ids:
         wake_ingestion(bus)
     return obj
+
+
+async def accepts_files(conn: AsyncConnection, project_id: str, store_id: str) -> bool:
+    """Whether the store exists and has not expired."""
+    obj = await VECTOR_STORES.get(conn, project_id, store_id)
+    return obj is not None and not _expired(obj, now())
 
 
 async def retrieve(db: Database, project_id: str, store_id: str) -> dict[str, Any]:
@@ -420,11 +439,31 @@ async def create_file(
     """``POST /v1/vector_stores/{id}/files``: attach and queue one file."""
     async with db.write() as conn:
         await _store(conn, project_id, store_id)
-        await _check_files(conn, project_id, [request.file_id], "file_id")
+        await check_files(conn, project_id, [request.file_id], "file_id")
         obj, previous_batch = await _attach(conn, project_id, store_id, request, now())
         await _attached(conn, project_id, store_id, {previous_batch})
     wake_ingestion(bus)
     return obj
+
+
+async def add_new_files(
+    conn: AsyncConnection, project_id: str, store_id: str, file_ids: Sequence[str]
+) -> int:
+    """Inside a write: attach and queue those of the (already checked) ``file_ids`` the store
+    does not hold yet; files already in it stay as they are. Returns how many were queued;
+    the caller wakes the ingestion workers once committed."""
+    result = await conn.execute(
+        sa.select(VSF.id).where(VSF.vector_store_id == store_id, VSF.id.in_(file_ids))
+    )
+    held = set(result.scalars())
+    new = [file_id for file_id in dict.fromkeys(file_ids) if file_id not in held]
+    if new:
+        created_at = now()
+        for file_id in new:
+            entry = CreateVectorStoreFileRequest(file_id=file_id)
+            await _attach(conn, project_id, store_id, entry, created_at)
+        await _attached(conn, project_id, store_id, set())
+    return len(new)
 
 
 async def retrieve_file(
@@ -583,7 +622,7 @@ async def create_batch(
     )
     async with db.write() as conn:
         await _store(conn, project_id, store_id)
-        await _check_files(conn, project_id, [entry.file_id for entry in entries], param)
+        await check_files(conn, project_id, [entry.file_id for entry in entries], param)
         await VECTOR_STORE_FILE_BATCHES.insert(conn, project_id, obj, vector_store_id=store_id)
         previous_batches: set[str | None] = set()
         for entry in entries:

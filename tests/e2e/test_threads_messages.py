@@ -5,6 +5,7 @@ import pytest
 
 
 def test_thread_create_with_messages_keeps_their_order(client: openai.OpenAI) -> None:
+    file_id = client.files.create(file=("a.txt", b"hello"), purpose="assistants").id
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "first"},
@@ -13,7 +14,7 @@ def test_thread_create_with_messages_keeps_their_order(client: openai.OpenAI) ->
                 "role": "user",
                 "content": "third",
                 "metadata": {"k": "v"},
-                "attachments": [{"file_id": "file-x", "tools": [{"type": "file_search"}]}],
+                "attachments": [{"file_id": file_id, "tools": [{"type": "file_search"}]}],
             },
         ],
         metadata={"user": "42"},
@@ -25,7 +26,7 @@ def test_thread_create_with_messages_keeps_their_order(client: openai.OpenAI) ->
     assert [m.role for m in messages] == ["user", "assistant", "user"]
     third = messages[2]
     assert third.status == "completed" and third.run_id is None and third.assistant_id is None
-    assert third.attachments[0].file_id == "file-x" and third.metadata == {"k": "v"}
+    assert third.attachments[0].file_id == file_id and third.metadata == {"k": "v"}
 
 
 def test_thread_without_body_and_modify(client: openai.OpenAI) -> None:
