@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 
 @router.post("")
 async def create_assistant(body: CreateAssistantRequest, ctx: Context) -> dict[str, Any]:
-    return await assistants.create(ctx.db, ctx.project_id, body)
+    return await assistants.create(ctx.db, ctx.project_id, body, ctx.runtime.bus)
 
 
 @router.get("")

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/threads/{thread_id}/messages", tags=["messages"])
 async def create_message(
     thread_id: str, body: CreateMessageRequest, ctx: Context
 ) -> dict[str, Any]:
-    return await messages.create(ctx.db, ctx.project_id, thread_id, body)
+    return await messages.create(ctx.db, ctx.project_id, thread_id, body, ctx.runtime.bus)
 
 
 @router.get("")

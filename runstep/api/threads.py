@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1/threads", tags=["threads"])
 async def create_thread(
     ctx: Context, body: Annotated[CreateThreadRequest | None, Body()] = None
 ) -> dict[str, Any]:
-    return await threads.create(ctx.db, ctx.project_id, body or CreateThreadRequest())
+    return await threads.create(
+        ctx.db, ctx.project_id, body or CreateThreadRequest(), ctx.runtime.bus
+    )
 
 
 @router.get("/{thread_id}")

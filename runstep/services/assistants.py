@@ -38,7 +38,7 @@ def _apply(obj: dict[str, Any], request: ModifyAssistantRequest | CreateAssistan
 
 
 async def create(
-    db: Database, project_id: str, request: CreateAssistantRequest, bus: LocalBus | None = None
+    db: Database, project_id: str, request: CreateAssistantRequest, bus: LocalBus
 ) -> dict[str, Any]:
     """``POST /v1/assistants``; ``bus`` wakes the ingestion of the files its
     ``tool_resources`` helper queued."""

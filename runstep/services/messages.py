@@ -74,7 +74,7 @@ async def create(
     project_id: str,
     thread_id: str,
     request: CreateMessageRequest,
-    bus: LocalBus | None = None,
+    bus: LocalBus,
 ) -> dict[str, Any]:
     """``POST /v1/threads/{id}/messages``; ``bus`` wakes the ingestion of attached files."""
     async with db.write() as conn:

@@ -152,8 +152,8 @@ async def add_to_thread_store(
     return True
 
 
-def wake(bus: LocalBus | None, queued: bool) -> None:
+def wake(bus: LocalBus, queued: bool) -> None:
     """After the commit of a write that queued files: wake this process's ingestion loop
     (other processes are woken by the write's NOTIFY)."""
-    if queued and bus is not None:
+    if queued:
         vector_stores.wake_ingestion(bus)

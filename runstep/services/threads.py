@@ -54,7 +54,7 @@ async def insert(
 
 
 async def create(
-    db: Database, project_id: str, request: CreateThreadRequest, bus: LocalBus | None = None
+    db: Database, project_id: str, request: CreateThreadRequest, bus: LocalBus
 ) -> dict[str, Any]:
     """``POST /v1/threads``; ``bus`` wakes the ingestion of the files it queued."""
     async with db.write() as conn:
