@@ -295,3 +295,30 @@ def test_local_model_searches_and_quotes_with_a_citation(local_client: openai.Op
     [citation] = text.annotations
     assert citation.file_citation.file_id == files["sourdough.txt"]  # type: ignore[union-attr]
     assert text.value[citation.start_index : citation.end_index] == citation.text
+
+
+def test_local_model_answers_from_a_message_attachment(local_client: openai.OpenAI) -> None:
+    file_id = upload(local_client, "tomatoes.txt", TOMATOES.encode())
+    assistant_id = local_client.beta.assistants.create(
+        model="local", tools=[{"type": "file_search"}]
+    ).id
+    attachment = {"file_id": file_id, "tools": [{"type": "file_search"}]}
+    thread = local_client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": "How much sun do tomatoes need?",
+                "attachments": [attachment],
+            }
+        ]
+    )
+
+    run = local_client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant_id
+    )
+
+    assert run.status == "completed", run.last_error
+    [reply] = local_client.beta.threads.messages.list(thread.id, run_id=run.id).data
+    text = reply.content[0].text  # type: ignore[union-attr]
+    assert "full sun" in text.value
+    assert [a.file_citation.file_id for a in text.annotations] == [file_id]  # type: ignore[union-attr]
