@@ -30,6 +30,7 @@ from runstep.store.collections import ASSISTANTS, MESSAGES, RUN_STEPS, THREADS
 from runstep.store.db import DATABASE_DOWN, Database
 from runstep.tools.file_search import retrieval
 from runstep.tools.file_search import tool as file_search
+from runstep.tools.file_search.embeddings import EmbeddingError
 
 log = logging.getLogger("runstep.executor")
 
@@ -43,6 +44,10 @@ ZERO_USAGE = objects.usage(0, 0)
 
 class CancelRequested(Exception):
     """The run was asked to stop."""
+
+
+class ToolFailed(Exception):
+    """A hosted tool could not run; the run fails with this message."""
 
 
 @dataclass
@@ -108,6 +113,10 @@ class Executor:
             await recorder.finish(
                 "failed", {"code": ERROR_CODES[error.kind], "message": error.message}
             )
+        except ToolFailed as error:
+            ERRORS.labels("tool").inc()
+            log.warning("run %s failed: %s", recorder.run["id"], error)
+            await recorder.finish("failed", {"code": "server_error", "message": str(error)})
         except (LeaseLost, *DATABASE_DOWN):
             raise
         except Exception:
@@ -291,9 +300,12 @@ class Executor:
             if call["id"] not in arguments:
                 continue
             queries = file_search.queries_in(arguments[call["id"]]) or _last_user_text(built)
-            results = await file_search.search(
-                self.db, shared_embedder(), project_id, stores, queries, settings
-            )
+            try:
+                results = await file_search.search(
+                    self.db, shared_embedder(), project_id, stores, queries, settings
+                )
+            except EmbeddingError as error:
+                raise ToolFailed(f"file_search failed: {error}") from error
             call[file_search.NAME]["results"] = results
             recorder.note_arguments(call["id"], arguments[call["id"]])
             for number, result in enumerate(results):

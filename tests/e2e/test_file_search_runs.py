@@ -5,14 +5,19 @@ and the answer carries ``file_citation`` annotations over the markers it cites. 
 built-in local model's offline path. Every response is validated against the spec."""
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import openai
+import pytest
 
 from runstep.protocol.runs import FILE_SEARCH_CONTENT
+from tests.conftest import STATIC_KEY, upstream_env
 from tests.e2e.test_vector_stores import JUPITER, SOURDOUGH, TOMATOES, create_and_poll, upload
 from tests.support.runs import Scripted, recording_client, scripted
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
+from tests.support.server import ServerProcess, free_port
+from tests.support.validating_client import client as validating_client
 
 MARKER = "【0:0†jupiter.txt】"
 
@@ -322,3 +327,43 @@ def test_local_model_answers_from_a_message_attachment(local_client: openai.Open
     text = reply.content[0].text  # type: ignore[union-attr]
     assert "full sun" in text.value
     assert [a.file_citation.file_id for a in text.annotations] == [file_id]  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def no_embeddings_server(
+    tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream
+) -> Iterator[ServerProcess]:
+    """A server (SQLite) whose embeddings endpoint does not answer: nothing listens there."""
+    directory = tmp_path_factory.mktemp("no-embeddings")
+    env = {
+        "RUNSTEP_DATA_DIR": str(directory),
+        "RUNSTEP_DATABASE_URL": "",
+        "RUNSTEP_API_KEYS": STATIC_KEY,
+        "RUNSTEP_EMBEDDINGS_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        **upstream_env(upstream),
+    }
+    process = ServerProcess(env=env, log_path=directory / "server.log").start()
+    yield process
+    process.stop()
+
+
+def test_a_failing_search_fails_the_run_clearly(
+    no_embeddings_server: ServerProcess, upstream: ScriptedUpstream
+) -> None:
+    with validating_client(no_embeddings_server.base_url, STATIC_KEY) as client:
+        store = client.vector_stores.create(name="empty")
+        model = searching_model(upstream, ["anything"], ["Unreachable."])
+        assistant_id = searching_assistant(client, store.id)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": model.say()}])
+
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant_id
+        )
+
+        assert run.status == "failed" and run.last_error is not None
+        assert run.last_error.code == "server_error"
+        assert run.last_error.message.startswith("file_search failed: Embeddings request")
+        [step] = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+        assert step.type == "tool_calls" and step.status == "failed"
+        assert step.last_error is not None and step.last_error.message == run.last_error.message
+        assert len(model.bodies) == 1  # the model was not asked again
