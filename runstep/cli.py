@@ -5,6 +5,7 @@ import json
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Issue, list and revoke API keys (each key is its own project).")
 app.add_typer(keys_app, name="keys")
+sandbox_app = typer.Typer(help="The code_interpreter sandbox: its Python environment, a check.")
+app.add_typer(sandbox_app, name="sandbox")
 console = Console()
 T = TypeVar("T")
 
@@ -165,3 +168,48 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_...)
     """Revoke a stored key; requests with it fail from then on."""
     _with_database(Settings.from_env(), lambda db: key_service.revoke_key(db, key_id))
     console.print(f"revoked {key_id}")
+
+
+@sandbox_app.command("setup")
+def sandbox_setup(
+    path: Annotated[
+        Path | None,
+        typer.Option(help="Create the environment here (default: where the settings expect it)."),
+    ] = None,
+    python: Annotated[
+        str | None, typer.Option(help="Base interpreter (default: the one running Runstep).")
+    ] = None,
+    package: Annotated[
+        list[str] | None, typer.Option(help="Also install this package (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing when done.")] = False,
+) -> None:
+    """Create the code interpreter's own Python environment (numpy, pandas, matplotlib)."""
+    from runstep.tools.code_interpreter import environment
+    from runstep.tools.code_interpreter.config import SandboxConfig
+
+    if path is None:
+        path = environment.environment_dir(SandboxConfig.from_settings(Settings.from_env()).python)
+    packages = [*environment.PACKAGES, *(package or [])]
+    environment.setup(path.absolute(), python, packages, say=console.print, quiet=quiet)
+
+
+@sandbox_app.command("check")
+def sandbox_check() -> None:
+    """Run a line of Python in the sandbox, as the server would."""
+    from runstep.tools.code_interpreter import Sandbox, SandboxError
+
+    async def main() -> str:
+        sandbox = Sandbox.from_settings(Settings.from_env())
+        try:
+            code = "import numpy, pandas, matplotlib; print('sandbox ok, numpy', numpy.__version__)"
+            execution = await sandbox.execute("check", code)
+            return execution.logs
+        finally:
+            await sandbox.close()
+
+    try:
+        console.print(asyncio.run(main()).strip())
+    except SandboxError as exc:
+        console.print(f"[red]sandbox unavailable:[/red] {exc}")
+        raise typer.Exit(code=1) from exc

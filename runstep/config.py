@@ -46,6 +46,22 @@ class Settings:
     json_logs: bool = False
     event_retention_seconds: int = 3600
     max_file_bytes: int = 512 * 1024 * 1024
+    # code_interpreter sandbox (runstep/tools/code_interpreter); paths default under data_dir
+    code_interpreter_python: Path | None = None
+    code_interpreter_work_dir: Path | None = None
+    code_interpreter_bwrap: str = "bwrap"
+    code_interpreter_idle_seconds: float = 3600.0
+    code_interpreter_wall_seconds: float = 60.0
+    code_interpreter_cpu_seconds: float = 60.0
+    code_interpreter_memory_mb: int = 2048
+    code_interpreter_max_processes: int = 64
+    code_interpreter_max_output_bytes: int = 8 * 1024 * 1024
+    code_interpreter_max_log_bytes: int = 64 * 1024
+    code_interpreter_max_file_bytes: int = 256 * 1024 * 1024
+    code_interpreter_max_dir_bytes: int = 1024 * 1024 * 1024
+    code_interpreter_tmp_mb: int = 256
+    code_interpreter_max_sessions: int = 32
+    code_interpreter_uid_base: int = 1_500_000_000
     file_search_wait_seconds: float = 60.0
 
     @property
@@ -86,6 +102,21 @@ class Settings:
             "RUNSTEP_MAX_STREAMS": ("max_streams", int),
             "RUNSTEP_EVENT_RETENTION_SECONDS": ("event_retention_seconds", int),
             "RUNSTEP_MAX_FILE_BYTES": ("max_file_bytes", int),
+            "RUNSTEP_CODE_INTERPRETER_PYTHON": ("code_interpreter_python", Path),
+            "RUNSTEP_CODE_INTERPRETER_WORK_DIR": ("code_interpreter_work_dir", Path),
+            "RUNSTEP_CODE_INTERPRETER_BWRAP": ("code_interpreter_bwrap", str),
+            "RUNSTEP_CODE_INTERPRETER_IDLE_SECONDS": ("code_interpreter_idle_seconds", float),
+            "RUNSTEP_CODE_INTERPRETER_WALL_SECONDS": ("code_interpreter_wall_seconds", float),
+            "RUNSTEP_CODE_INTERPRETER_CPU_SECONDS": ("code_interpreter_cpu_seconds", float),
+            "RUNSTEP_CODE_INTERPRETER_MEMORY_MB": ("code_interpreter_memory_mb", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_PROCESSES": ("code_interpreter_max_processes", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_OUTPUT_BYTES": ("code_interpreter_max_output_bytes", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_LOG_BYTES": ("code_interpreter_max_log_bytes", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_FILE_BYTES": ("code_interpreter_max_file_bytes", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_DIR_BYTES": ("code_interpreter_max_dir_bytes", int),
+            "RUNSTEP_CODE_INTERPRETER_TMP_MB": ("code_interpreter_tmp_mb", int),
+            "RUNSTEP_CODE_INTERPRETER_MAX_SESSIONS": ("code_interpreter_max_sessions", int),
+            "RUNSTEP_CODE_INTERPRETER_UID_BASE": ("code_interpreter_uid_base", int),
             "RUNSTEP_FILE_SEARCH_WAIT_SECONDS": ("file_search_wait_seconds", float),
         }
         values: dict[str, object] = {}
