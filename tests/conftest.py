@@ -19,6 +19,9 @@ from tests.support.validating_client import client as validating_client
 BACKENDS = ["sqlite", "postgresql"]
 STATIC_KEY = "sk-static-test-key"
 UPSTREAM_KEY = "sk-upstream-test-key"
+# The code_interpreter sandbox's own environment, made by scripts/test (runstep sandbox setup).
+SANDBOX_PYTHON = Path(__file__).resolve().parent.parent / ".cache/code-interpreter/bin/python"
+SANDBOX_ENV = {"RUNSTEP_CODE_INTERPRETER_PYTHON": str(SANDBOX_PYTHON)}
 
 
 TEST_SECONDS = 120
@@ -126,6 +129,7 @@ def server(
         "RUNSTEP_DATABASE_URL": url,
         "RUNSTEP_API_KEYS": STATIC_KEY,
         **upstream_env(upstream),
+        **SANDBOX_ENV,
     }
     process = ServerProcess(env=env, log_path=directory / "server.log").start()
     yield RunningServer(process, url, request.param)
@@ -154,6 +158,7 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
         "RUNSTEP_API_KEYS": STATIC_KEY,
         "RUNSTEP_UPSTREAM_BASE_URL": "",
         "RUNSTEP_UPSTREAM_API_KEY": "",
+        **SANDBOX_ENV,
     }
     process = ServerProcess(env=env, log_path=directory / "server.log").start()
     yield process

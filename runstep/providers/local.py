@@ -22,6 +22,7 @@ from runstep.providers.base import (
     ToolCallDelta,
     content_text,
 )
+from runstep.tools.code_interpreter import model_tool as code_tool
 from runstep.tools.file_search import tool as file_search
 
 LABEL = "[local stand-in model]"
@@ -29,6 +30,7 @@ ECHO_LABEL = "[local stand-in model — no upstream configured]"
 USER_TEXT_LIMIT = 300
 TOOL_OUTPUT_LIMIT = 500
 QUOTE_LIMIT = 300
+FENCED_PYTHON = re.compile(r"```(?:python|py)[^\n]*\n(.*?)```", re.DOTALL)
 ARGUMENT_FRAGMENTS = 3
 
 
@@ -140,6 +142,20 @@ def summarise_tool_results(request: ChatRequest) -> Reply | None:
     return Reply(text=f"{LABEL} The tool returned: " + " | ".join(outputs))
 
 
+def run_fenced_python(request: ChatRequest) -> Reply | None:
+    """With code_interpreter on, run the fenced python block of the user's last message."""
+    last = request.messages[-1] if request.messages else {}
+    if last.get("role") != "user" or request.tool_choice == "none":
+        return None
+    if code_tool.NAME not in function_names(request):
+        return None
+    block = FENCED_PYTHON.search(content_text(last.get("content")))
+    if block is None:
+        return None
+    arguments = json.dumps({"code": block.group(1)})
+    return Reply(calls=[PlannedCall(_call_id(request, 0), code_tool.NAME, arguments)])
+
+
 def search_files(request: ChatRequest) -> Reply | None:
     """With file_search on, search the files for what the user just said."""
     last = request.messages[-1] if request.messages else {}
@@ -191,6 +207,7 @@ def echo_last_user_message(request: ChatRequest) -> Reply:
 
 RULES: list[Rule] = [
     call_named_functions,
+    run_fenced_python,
     search_files,
     quote_search_results,
     summarise_tool_results,

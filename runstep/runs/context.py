@@ -6,13 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstep.providers.base import ChatRequest
-from runstep.tools.file_search.tool import (
-    MODEL_TOOL,
-    NAME,
-    file_search_calls,
-    passages_text,
-    queries_in,
-)
+from runstep.tools.code_interpreter import model_tool as code_tool
+from runstep.tools.file_search import tool as file_search
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -30,14 +25,17 @@ def _message_tokens(message: dict[str, Any]) -> int:
 
 
 def chat_content(
-    content: list[dict[str, Any]], images: dict[str, str] | None = None
+    content: list[dict[str, Any]], images: dict[str, str] | None = None, with_images: bool = True
 ) -> str | list[dict[str, Any]]:
     """Message content parts as chat content: plain text when it is only text. ``image_file``
-    parts become image input from ``images`` (file id → data URL)."""
+    parts become image input from ``images`` (file id → data URL), unless ``with_images`` is
+    false (then only the text is kept)."""
     parts: list[dict[str, Any]] = []
     for part in content:
         if part["type"] == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
+        elif not with_images:
+            continue
         elif part["type"] == "image_url":
             parts.append({"type": "image_url", "image_url": part["image_url"]})
         elif part["type"] == "image_file" and part["image_file"]["file_id"] in (images or {}):
@@ -50,30 +48,42 @@ def chat_content(
 
 
 def _chat_message(message: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
-    return {"role": message["role"], "content": chat_content(message["content"], images)}
+    """A thread message as a chat message; only user messages carry images (chat models take
+    no images from the assistant, e.g. the figures its code made)."""
+    role = message["role"]
+    return {"role": role, "content": chat_content(message["content"], images, role == "user")}
 
 
 def _tool_turn(
-    step: dict[str, Any], sources: dict[str, int], arguments: dict[str, str]
+    step: dict[str, Any], sources: dict[str, int], options: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """A tool_calls step as the assistant's tool calls followed by one result per call:
     function outputs as submitted, file_search passages with their markers (``sources``: the
-    call's marker source; ``arguments``: what the model asked hosted tools, by call id)."""
-    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] in ("function", NAME)]
+    call's marker source), code_interpreter output as the model read it (hosted calls' arguments
+    and outputs are kept in the run's ``options``)."""
+    calls = step["step_details"]["tool_calls"]
     if not calls:
         return []
     requested, results = [], []
     for call in calls:
-        if call["type"] == "function":
+        kind = call["type"]
+        if kind == "function":
             function = {
                 "name": call["function"]["name"],
                 "arguments": call["function"]["arguments"],
             }
             output = call["function"]["output"] or ""
         else:
-            function = {"name": NAME, "arguments": arguments.get(call["id"], "{}")}
-            queries = queries_in(function["arguments"])
-            output = passages_text(sources[call["id"]], queries, call[NAME].get("results") or [])
+            function = {
+                "name": kind,
+                "arguments": options.get("tool_arguments", {}).get(call["id"], "{}"),
+            }
+            if kind == file_search.NAME:
+                queries = file_search.queries_in(function["arguments"])
+                found = call[kind].get("results") or []
+                output = file_search.passages_text(sources[call["id"]], queries, found)
+            else:
+                output = options.get("tool_outputs", {}).get(call["id"], "")
         requested.append({"id": call["id"], "type": "function", "function": function})
         results.append({"role": "tool", "tool_call_id": call["id"], "content": output})
     return [{"role": "assistant", "content": None, "tool_calls": requested}, *results]
@@ -85,6 +95,7 @@ class Context:
     prompt_tokens: int  # estimated
     prompt_budget: int | None  # what max_prompt_tokens leaves for this turn, if set
     searches: list[dict[str, Any]]  # the run's file_search calls so far, in marker order
+    images: list[str]  # file ids of images the run's code made since its last message
 
 
 def _truncate(
@@ -113,29 +124,38 @@ def _truncate(
     return [*head, *reversed(kept), newest]
 
 
+HOSTED_MODEL_TOOLS = {
+    file_search.NAME: file_search.MODEL_TOOL,
+    code_tool.NAME: code_tool.MODEL_TOOL,
+}
+
+
 def _tools(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's functions, and ``file_search`` as a function when the run has that tool."""
+    """The run's functions, and its hosted tools as functions."""
     functions = [
         {"type": "function", "function": tool["function"]}
         for tool in run["tools"]
         if tool["type"] == "function"
     ]
-    return functions + ([MODEL_TOOL] if hosted_file_search(run) else [])
+    return functions + [HOSTED_MODEL_TOOLS[name] for name in hosted_tools(run)]
 
 
-def hosted_file_search(run: dict[str, Any]) -> bool:
-    """Whether the run has the file_search tool (unless a function of its own takes the name)."""
-    kinds = {tool["type"] for tool in run["tools"]}
+def hosted_tools(run: dict[str, Any]) -> list[str]:
+    """The hosted tools the run has (unless a function of its own takes the tool's name)."""
     names = {tool["function"]["name"] for tool in run["tools"] if tool["type"] == "function"}
-    return NAME in kinds and NAME not in names
+    return [
+        kind
+        for kind in HOSTED_MODEL_TOOLS
+        if any(tool["type"] == kind for tool in run["tools"]) and kind not in names
+    ]
 
 
 def _tool_choice(run: dict[str, Any], tools: list[dict[str, Any]]) -> str | dict[str, Any] | None:
     choice = run["tool_choice"]
     if not tools or choice in (None, "auto"):
         return None
-    if isinstance(choice, dict) and choice.get("type") == NAME and hosted_file_search(run):
-        return {"type": "function", "function": {"name": NAME}}
+    if isinstance(choice, dict) and choice.get("type") in hosted_tools(run):
+        return {"type": "function", "function": {"name": choice["type"]}}
     return choice if isinstance(choice, str) or choice.get("type") == "function" else "required"
 
 
@@ -150,12 +170,12 @@ def build(
     """The request for the next model turn of ``run``."""
     by_id = {message["id"]: message for message in thread_messages}
     done = [step for step in steps if step["status"] != "in_progress"]  # else: regenerated
-    searches = file_search_calls(done)
+    searches = file_search.file_search_calls(done)
     sources = {call["id"]: n for n, call in enumerate(searches)}
     current: list[dict[str, Any]] = []
     for step in done:
         if step["type"] == "tool_calls":
-            current += _tool_turn(step, sources, options.get("tool_arguments", {}))
+            current += _tool_turn(step, sources, options)
             continue
         message = by_id.get(step["step_details"]["message_creation"]["message_id"])
         if message is not None and message["content"]:
@@ -186,7 +206,23 @@ def build(
         prompt_tokens=fixed + sum(_message_tokens(m) for m in kept),
         prompt_budget=prompt_budget,
         searches=searches,
+        images=_images_since_last_message(done),
     )
+
+
+def _images_since_last_message(steps: list[dict[str, Any]]) -> list[str]:
+    """The images code_interpreter calls made after the run's last message: the next message
+    shows them."""
+    images: list[str] = []
+    for step in steps:
+        if step["type"] == "message_creation":
+            images = []
+            continue
+        for call in step["step_details"]["tool_calls"]:
+            for output in call.get(code_tool.NAME, {}).get("outputs", []):
+                if output["type"] == "image":
+                    images.append(output["image"]["file_id"])
+    return images
 
 
 def _completion_budget(run: dict[str, Any], options: dict[str, Any]) -> int | None:

@@ -17,20 +17,18 @@ from runstep.providers.base import (
     ProviderError,
     TextDelta,
     ToolCallDelta,
-    content_text,
 )
-from runstep.runs import context, images, objects
+from runstep.runs import context, hosted, images, objects
 from runstep.runs.bus import LocalBus, wait
+from runstep.runs.hosted import HostedTools, ToolFailed
 from runstep.runs.recorder import LeaseLost, Recorder, Replay, replayed
-from runstep.services import vector_stores
 from runstep.services.common import now
-from runstep.services.vector_stores import shared_embedder
 from runstep.store import runs as run_rows
-from runstep.store.collections import ASSISTANTS, MESSAGES, RUN_STEPS, THREADS
+from runstep.store.collections import MESSAGES, RUN_STEPS
 from runstep.store.db import DATABASE_DOWN, Database
-from runstep.tools.file_search import retrieval
+from runstep.tools.code_interpreter import model_tool as code_tool
+from runstep.tools.code_interpreter.model_tool import CodeStream
 from runstep.tools.file_search import tool as file_search
-from runstep.tools.file_search.embeddings import EmbeddingError
 
 log = logging.getLogger("runstep.executor")
 
@@ -46,10 +44,6 @@ class CancelRequested(Exception):
     """The run was asked to stop."""
 
 
-class ToolFailed(Exception):
-    """A hosted tool could not run; the run fails with this message."""
-
-
 @dataclass
 class Turn:
     """What one model turn produced."""
@@ -58,6 +52,7 @@ class Turn:
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # model index → our call
     replays: dict[int, Replay | None] = field(default_factory=dict)  # arguments after a crash
     hosted_arguments: dict[int, str] = field(default_factory=dict)  # of hosted-tool calls
+    code: dict[int, CodeStream] = field(default_factory=dict)  # code_interpreter input so far
 
 
 class Executor:
@@ -66,6 +61,7 @@ class Executor:
     def __init__(self, db: Database, bus: LocalBus, provider: Provider, settings: Settings) -> None:
         self.db, self.bus, self.provider, self.settings = db, bus, provider, settings
         self.blobs = blob_store(settings)
+        self.hosted = HostedTools(db, self.blobs, settings)
 
     async def execute(self, row: run_rows.RunRow, owner: str) -> None:
         """Run ``row`` (already leased to ``owner``) until it ends or waits for tool outputs."""
@@ -159,6 +155,7 @@ class Executor:
                 await recorder.finish("incomplete", incomplete="max_prompt_tokens")
                 return
             recorder.citations = file_search.citation_targets(built.searches)
+            recorder.images = built.images
             turn = await self._model_turn(recorder, built.request)
             if not await self._after_turn(recorder, turn, built):
                 return
@@ -168,7 +165,7 @@ class Executor:
         async with self.db.read() as conn:
             messages = await MESSAGES.all(conn, recorder.project_id, thread_id=run["thread_id"])
             steps = await RUN_STEPS.all(conn, recorder.project_id, run_id=run["id"])
-        ids = images.image_file_ids(messages)
+        ids = images.image_file_ids(m for m in messages if m["role"] == "user")
         urls = await images.data_urls(self.db, self.blobs, recorder.project_id, ids) if ids else {}
         return context.build(
             run, recorder.options, messages, steps, self.settings.context_window_tokens, urls
@@ -205,42 +202,44 @@ class Executor:
         if recorder.step is None:
             recorder.open_tool_step()
         call = turn.calls.get(delta.index) or self._new_call(recorder, turn, delta)
-        if call["type"] != "function":  # a hosted tool's arguments are not on the wire
-            turn.hosted_arguments[delta.index] = (
-                turn.hosted_arguments.get(delta.index, "") + delta.arguments
-            )
+        kind = call["type"]
+        if kind == file_search.NAME:  # its arguments are not on the wire
+            turn.hosted_arguments[delta.index] += delta.arguments
             return
-        arguments, turn.replays[delta.index], diverged = replayed(
-            turn.replays.get(delta.index), delta.arguments, "tool call"
+        if kind == code_tool.NAME:  # the code streams as the call's ``input``
+            turn.hosted_arguments[delta.index] += delta.arguments
+            text, key = turn.code[delta.index].feed(delta.arguments), "input"
+        else:
+            text, key = delta.arguments, "arguments"
+        text, turn.replays[delta.index], diverged = replayed(
+            turn.replays.get(delta.index), text, "tool call"
         )
         if diverged:
-            call["function"]["arguments"] = ""
-        if arguments:
-            call["function"]["arguments"] += arguments
+            call[kind][key] = ""
+        if text:
+            call[kind][key] += text
             position = recorder.tool_calls().index(call)
-            recorder.touch_step(
-                {"index": position, "type": "function", "function": {"arguments": arguments}}
-            )
+            recorder.touch_step({"index": position, "type": kind, kind: {key: text}})
 
     def _new_call(self, recorder: Recorder, turn: Turn, delta: ToolCallDelta) -> dict[str, Any]:
         """The call for a new model index: one a crashed worker recorded (replayed), or new."""
         recorded = recorder.tool_calls()
         if delta.index < len(recorded):  # resuming a step whose calls were being streamed
             call = recorded[delta.index]
-            if call["type"] == "function":
-                turn.replays[delta.index] = Replay(call["function"]["arguments"])
-        elif delta.name == file_search.NAME and context.hosted_file_search(recorder.run):
-            settings = _tool_settings(recorder.run, file_search.NAME)
-            call = objects.file_search_call(
-                ids.new_id(ids.CALL), file_search.ranking_options(settings)
-            )
-            first = {"index": len(recorded), "id": call["id"], "type": "file_search"}
-            recorder.add_tool_call(call, {**first, "file_search": {}})
+            streamed = {"function": "arguments", code_tool.NAME: "input"}.get(call["type"])
+            if streamed is not None:
+                turn.replays[delta.index] = Replay(call[call["type"]][streamed])
+        elif delta.name in context.hosted_tools(recorder.run):
+            call, first = hosted.new_call(delta.name, recorder.run, len(recorded))
+            recorder.add_tool_call(call, first)
         else:
             call = objects.function_call(ids.new_id(ids.CALL), delta.name or "", "")
             first = {"index": len(recorded), **call, "function": {**call["function"]}}
             recorder.add_tool_call(call, first)
         turn.calls[delta.index] = call
+        if call["type"] != "function":
+            turn.hosted_arguments[delta.index] = ""
+            turn.code[delta.index] = CodeStream()
         return call
 
     async def _after_turn(self, recorder: Recorder, turn: Turn, built: context.Context) -> bool:
@@ -251,7 +250,10 @@ class Executor:
         recorder.add_usage(prompt, completion)
         step_usage = objects.usage(prompt, completion)
         if turn.calls:
-            await self._file_searches(recorder, turn, built)
+            arguments = {
+                turn.calls[index]["id"]: text for index, text in turn.hosted_arguments.items()
+            }
+            await self.hosted.execute(recorder, arguments, built)
             if any(call["type"] == "function" for call in turn.calls.values()):
                 await recorder.require_action(step_usage)
                 return False
@@ -277,72 +279,3 @@ class Executor:
         else:
             await recorder.finish("completed")
         return False
-
-    async def _file_searches(self, recorder: Recorder, turn: Turn, built: context.Context) -> None:
-        """Run the turn's file_search calls; their results go on the open step."""
-        arguments = {
-            call["id"]: turn.hosted_arguments.get(index, "")
-            for index, call in turn.calls.items()
-            if call["type"] == file_search.NAME
-        }
-        if not arguments:
-            return
-        run, project_id = recorder.run, recorder.project_id
-        settings = _tool_settings(run, file_search.NAME)
-        stores = await retrieval.ready_stores(
-            self.db,
-            project_id,
-            await self._vector_store_ids(recorder),
-            self.settings.file_search_wait_seconds,
-        )
-        source = len(built.searches)
-        for call in recorder.tool_calls():
-            if call["id"] not in arguments:
-                continue
-            queries = file_search.queries_in(arguments[call["id"]]) or _last_user_text(built)
-            try:
-                results = await file_search.search(
-                    self.db, shared_embedder(), project_id, stores, queries, settings
-                )
-            except EmbeddingError as error:
-                raise ToolFailed(f"file_search failed: {error}") from error
-            call[file_search.NAME]["results"] = results
-            recorder.note_arguments(call["id"], arguments[call["id"]])
-            for number, result in enumerate(results):
-                recorder.citations[(source, number)] = result["file_id"]
-            source += 1
-        recorder.touch_step()
-        if stores:
-            await vector_stores.touch(self.db, project_id, stores)
-
-    async def _vector_store_ids(self, recorder: Recorder) -> list[str]:
-        """The vector stores file_search reads: the assistant's, then the thread's."""
-        run, project_id = recorder.run, recorder.project_id
-        async with self.db.read() as conn:
-            owners = [
-                await ASSISTANTS.get(conn, project_id, run["assistant_id"]),
-                await THREADS.get(conn, project_id, run["thread_id"]),
-            ]
-        found = [
-            store_id
-            for owner in owners
-            if owner is not None
-            for store_id in ((owner.get("tool_resources") or {}).get(file_search.NAME) or {}).get(
-                "vector_store_ids", []
-            )
-        ]
-        return list(dict.fromkeys(found))
-
-
-def _tool_settings(run: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The settings of the run's hosted tool ``kind`` (e.g. ``file_search.max_num_results``)."""
-    tool = next((tool for tool in run["tools"] if tool["type"] == kind), {})
-    settings: dict[str, Any] = tool.get(kind) or {}
-    return settings
-
-
-def _last_user_text(built: context.Context) -> list[str]:
-    """The last user message's text: what to search for when the model gave no query."""
-    users = [m for m in built.request.messages if m["role"] == "user"]
-    text = content_text(users[-1]["content"]) if users else ""
-    return [text] if text.strip() else []

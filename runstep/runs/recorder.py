@@ -22,6 +22,7 @@ from runstep.store.collections import MESSAGES, RUN_STEPS, RUNS
 from runstep.store.db import Database
 from runstep.store.events import Event, encode
 from runstep.store.objects import ObjectTable
+from runstep.tools.code_interpreter import model_tool as code_tool
 from runstep.tools.file_search import tool as file_search
 
 log = logging.getLogger("runstep.recorder")
@@ -100,6 +101,7 @@ class Recorder:
         self._first_text_pending = False
         # (marker source, result) → file id: what the open message's markers can cite
         self.citations: dict[tuple[int, int], str] = {}
+        self.images: list[str] = []  # file ids of images the next message shows
 
     @classmethod
     async def open(
@@ -323,12 +325,38 @@ class Recorder:
         assert self.message is not None
         message, self.message = self.message, None
         if reason is None:
+            self._attach_code_outputs(message)
             self._move(MESSAGES, message, "completed")
             self.emit("thread.message.completed", message)
             return
         self._move(MESSAGES, message, "incomplete")
         message["incomplete_details"] = {"reason": reason}
         self.emit("thread.message.incomplete", message)
+
+    def _attach_code_outputs(self, message: dict[str, Any]) -> None:
+        """Annotate the answer's links to files the run's code saved, and show the images it
+        made since the last message, as the hosted API did."""
+        content = message["content"]
+        parts: list[dict[str, Any]] = []
+        if content:
+            text = content[0]["text"]
+            links = code_tool.file_paths(text["value"], self.options.get("sandbox_files", {}))
+            if links:
+                start = len(text["annotations"])
+                text["annotations"].extend(links)
+                indexed = [{"index": start + n, **link} for n, link in enumerate(links)]
+                parts.append({"index": 0, "type": "text", "text": {"annotations": indexed}})
+        for file_id in self.images:
+            content.append({"type": "image_file", "image_file": {"file_id": file_id}})
+            parts.append({"index": len(content) - 1, **content[-1]})
+        self.images = []
+        if parts:
+            self._touch(MESSAGES, message)
+            delta = {"content": parts}
+            self.emit(
+                "thread.message.delta",
+                {"id": message["id"], "object": "thread.message.delta", "delta": delta},
+            )
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -356,10 +384,21 @@ class Recorder:
         if delta is not None:
             self.emit("thread.run.step.delta", objects.step_delta(self.step["id"], delta))
 
-    def note_arguments(self, call_id: str, arguments: str) -> None:
-        """Keep what the model asked a hosted tool (the step's wire object has no place for it;
-        the model sees it again in later turns)."""
+    def note_call(
+        self,
+        call_id: str,
+        arguments: str,
+        output: str | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """Keep what the model asked a hosted tool and, where the step cannot say it, what it
+        read back (the model sees both again in later turns), and the files the call saved
+        (name → file id: the answer's ``sandbox:`` links to them are annotated)."""
         self.options.setdefault("tool_arguments", {})[call_id] = arguments
+        if output is not None:
+            self.options.setdefault("tool_outputs", {})[call_id] = output
+        if files:
+            self.options.setdefault("sandbox_files", {}).update(files)
         self._touch(RUNS, self.run)
 
     def end_step(

@@ -61,6 +61,7 @@ class Worker:
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await self.executor.hosted.close()
 
     async def _claim_loop(self) -> None:
         """Claim as many runs as there is room for, then sleep until woken (a run was queued,

@@ -102,17 +102,7 @@ async def create(
             purpose=request.purpose,
             expires_at=expires_at,
         )
-        async with db.write() as conn:
-            await FILES.insert(
-                conn,
-                project_id,
-                obj,
-                purpose=request.purpose,
-                bytes=size,
-                filename=filename,
-                status=obj["status"],
-                expires_at=expires_at,
-            )
+        await _insert(db, project_id, obj)
     except BaseException as exc:
         if upload is not None:
             await _discard(blobs, file_id)
@@ -120,6 +110,54 @@ async def create(
             raise _too_large(max_bytes) from None
         raise
     return obj
+
+
+async def _insert(db: Database, project_id: str, obj: dict[str, Any]) -> None:
+    async with db.write() as conn:
+        await FILES.insert(
+            conn,
+            project_id,
+            obj,
+            purpose=obj["purpose"],
+            bytes=obj["bytes"],
+            filename=obj["filename"],
+            status=obj["status"],
+            expires_at=obj.get("expires_at"),
+        )
+
+
+async def create_from_bytes(
+    db: Database, blobs: BlobStore, project_id: str, filename: str, data: bytes, purpose: str
+) -> dict[str, Any]:
+    """A file the server made (e.g. a code_interpreter output), stored as an upload is."""
+    file_id = ids.new_id(ids.FILE)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    size = await blobs.write(file_id, chunks(), len(data))
+    obj = file_object(
+        file_id=file_id,
+        size=size,
+        created_at=now(),
+        filename=filename,
+        purpose=purpose,
+        expires_at=None,
+    )
+    try:
+        await _insert(db, project_id, obj)
+    except BaseException:
+        await _discard(blobs, file_id)
+        raise
+    return obj
+
+
+async def read_all(
+    db: Database, blobs: BlobStore, project_id: str, file_id: str
+) -> tuple[dict[str, Any], bytes]:
+    """The file's object and all its bytes (for files small enough to hold in memory)."""
+    obj, chunks = await content(db, blobs, project_id, file_id)
+    return obj, b"".join([chunk async for chunk in chunks])
 
 
 async def retrieve(db: Database, project_id: str, file_id: str) -> dict[str, Any]:
