@@ -139,26 +139,33 @@ def cluster_env(database_url: str, directory: Path, upstream: ScriptedUpstream) 
     }
 
 
+def start_cluster(
+    request: pytest.FixtureRequest, directory: Path, upstream: ScriptedUpstream, **env: str
+) -> Cluster:
+    """Two API processes and two workers on one fresh PostgreSQL database (open mode: no keys,
+    any bearer token from loopback), every process with the cluster's settings plus ``env``;
+    stopped, and the database dropped, when ``request``'s scope ends."""
+    url = fresh_postgres(request)
+    settings = {**cluster_env(url, directory, upstream), **env}
+    cluster = Cluster(url, directory, settings, upstream)
+    request.addfinalizer(cluster.stop)
+    cluster.apis = [
+        ServerProcess(env=settings, log_path=directory / f"api-{name}.log", args=("--no-worker",))
+        for name in ("a", "b")
+    ]
+    cluster.workers = [cluster.new_worker() for _ in range(2)]
+    start_all(*cluster.apis, *cluster.workers)
+    return cluster
+
+
 @pytest.fixture(scope="package")
 def cluster(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     upstream: ScriptedUpstream,
 ) -> Iterator[Cluster]:
-    """Two API processes and two workers on one fresh PostgreSQL database (open mode: no keys,
-    any bearer token from loopback)."""
-    directory = tmp_path_factory.mktemp("cluster")
-    url = fresh_postgres(request)
-    env = cluster_env(url, directory, upstream)
-    cluster = Cluster(url, directory, env, upstream)
-    request.addfinalizer(cluster.stop)
-    cluster.apis = [
-        ServerProcess(env=env, log_path=directory / f"api-{name}.log", args=("--no-worker",))
-        for name in ("a", "b")
-    ]
-    cluster.workers = [cluster.new_worker() for _ in range(2)]
-    start_all(*cluster.apis, *cluster.workers)
-    yield cluster
+    """The package's cluster: two API processes and two workers (see `start_cluster`)."""
+    yield start_cluster(request, tmp_path_factory.mktemp("cluster"), upstream)
 
 
 @pytest.fixture

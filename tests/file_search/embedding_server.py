@@ -1,11 +1,14 @@
 """A tiny OpenAI-compatible ``/v1/embeddings`` server on a real socket, for OpenAIEmbedder tests.
 
 Vectors are deterministic (`expected_vector`), deliberately not unit length, and returned in
-reverse order (clients must sort by ``index``). ``fail_next`` queues error replies.
+reverse order (clients must sort by ``index``). ``fail_next`` queues error replies;
+``hold_next`` makes the next request embedding a given text wait until the test releases it
+(to catch a client in the middle of a request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import threading
@@ -42,12 +45,26 @@ class Failure:
 
 
 @dataclass
+class Hold:
+    """The next request whose inputs include ``text`` waits until `release` (or the server
+    stops); ``arrived`` is set when it came in."""
+
+    text: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class EmbeddingServer:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     extra_vectors: int = 0  # >0: answer with more vectors than inputs (a broken server)
+    holds: list[Hold] = field(default_factory=list)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
@@ -56,23 +73,48 @@ class EmbeddingServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def reset(self) -> None:
+        self.release_all()
         self.requests.clear()
         self.failures.clear()
+        self.holds.clear()
         self.extra_vectors = 0
 
     def fail_next(self, *failures: Failure) -> None:
         self.failures.extend(failures)
 
+    def hold_next(self, text: str) -> Hold:
+        """Hold the next request that embeds ``text`` until the returned hold is released."""
+        hold = Hold(text)
+        self.holds.append(hold)
+        return hold
+
+    def release_all(self) -> None:
+        for hold in self.holds:
+            hold.release()
+
+    def inputs(self) -> list[list[str]]:
+        """Each request's inputs, oldest first."""
+        return [_inputs(request["body"]) for request in self.requests]
+
+    async def _wait_if_held(self, inputs: list[str]) -> None:
+        hold = next((h for h in self.holds if h.text in inputs and not h.arrived.is_set()), None)
+        if hold is None:
+            return
+        hold.arrived.set()
+        while not hold.released.is_set():
+            await asyncio.sleep(0.01)
+
     async def _embeddings(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.requests.append({"headers": dict(request.headers), "body": body})
+        await self._wait_if_held(_inputs(body))
         if self.failures:
             failure = self.failures.pop(0)
             error = {"message": failure.message, "type": "server_error", "param": None}
             return JSONResponse(
                 {"error": {**error, "code": None}}, failure.status, headers=failure.headers
             )
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        inputs = _inputs(body)
         dimensions = body.get("dimensions", DEFAULT_DIMENSIONS)
         data = [
             {"object": "embedding", "index": index, "embedding": expected_vector(text, dimensions)}
@@ -110,7 +152,13 @@ class EmbeddingServer:
         return self
 
     def stop(self) -> None:
+        self.release_all()
         if self._server and self._thread:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
+
+
+def _inputs(body: dict[str, Any]) -> list[str]:
+    given = body["input"]
+    return list(given) if isinstance(given, list) else [given]
