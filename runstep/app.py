@@ -13,6 +13,7 @@ from runstep.api import (
     errors,
     files,
     health,
+    inspector,
     messages,
     metrics,
     runs,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, metrics, assistants, runs, steps, threads, messages, files):
         app.include_router(module.router)
     app.include_router(vector_stores.router)
+    app.include_router(inspector.router)  # the web run inspector at /inspector
     return app
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runstep.config import Settings
+from runstep.inspector.terminal import runs_app, threads_app
 from runstep.observability import configure_logging
 from runstep.services import keys as key_service
 from runstep.store import migrate as migrations
@@ -26,6 +27,8 @@ keys_app = typer.Typer(help="Issue, list and revoke API keys (each key is its ow
 app.add_typer(keys_app, name="keys")
 sandbox_app = typer.Typer(help="The code_interpreter sandbox: its Python environment, a check.")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(runs_app, name="runs")
+app.add_typer(threads_app, name="threads")
 console = Console()
 T = TypeVar("T")
 
@@ -117,7 +120,8 @@ def _safe_url(settings: Settings) -> str:
 def migrate() -> None:
     """Bring the database schema up to date (safe to run from several machines at once)."""
     settings = Settings.from_env()
-    _with_database(settings, lambda db: asyncio.sleep(0))
+    with console.status(f"Migrating {_safe_url(settings)} to {migrations.head_revision()}…"):
+        _with_database(settings, lambda db: asyncio.sleep(0))
     console.print(f"Database at revision {migrations.head_revision()}: {_safe_url(settings)}")
 
 
