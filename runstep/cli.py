@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runstep.config import Settings
-from runstep.inspector.terminal import runs_app, threads_app
+from runstep.inspector.terminal import runs_app, stores_app, threads_app
 from runstep.observability import configure_logging
 from runstep.services import keys as key_service
 from runstep.store import migrate as migrations
@@ -29,6 +29,7 @@ sandbox_app = typer.Typer(help="The code_interpreter sandbox: its Python environ
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
 app.add_typer(threads_app, name="threads")
+app.add_typer(stores_app, name="vector-stores")
 console = Console()
 T = TypeVar("T")
 
@@ -70,6 +71,7 @@ def serve(
             )
             raise typer.Exit(code=2)
     console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
+    console.print(f"Run inspector: http://{host}:{port}/inspector")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 

@@ -30,6 +30,7 @@ from runstep.store.db import Database
 
 runs_app = typer.Typer(help="Look at runs: their steps, timings and tokens, or follow one live.")
 threads_app = typer.Typer(help="Look at threads: their messages and runs.")
+stores_app = typer.Typer(help="Look at vector stores: their files and how ingestion goes.")
 console = Console(highlight=False)
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -89,6 +90,11 @@ async def _thread_view(db: Database, thread_id: str) -> dict[str, Any]:
     view = await inspector.thread_view(db, project, thread_id)
     view["runs"] = await inspector.runs_of_thread(db, project, thread_id, limit=inspector.MAX_PAGE)
     return view
+
+
+async def _store_view(db: Database, store_id: str) -> dict[str, Any]:
+    project = await inspector.vector_store_project(db, store_id)
+    return await inspector.vector_store_view(db, project, store_id)
 
 
 def _print_json(data: Any) -> None:
@@ -304,6 +310,51 @@ def thread_report(view: dict[str, Any]) -> list[Any]:
     return [header, runs, conversation]
 
 
+def store_report(view: dict[str, Any]) -> list[Any]:
+    store, counts = view["vector_store"], view["file_counts"]
+    header = Text.assemble(
+        ("Vector store ", "bold"),
+        (store["id"], "bold"),
+        f" {store.get('name') or ''}  ",
+        _status(store["status"]),
+        f"  {counts['completed']}/{counts['total']} files ingested",
+        f", {counts['failed']} failed" if counts["failed"] else "",
+        f" · {store.get('usage_bytes', 0)} bytes",
+    )
+    files = Table("file", "name", "status", "bytes", "error", title="Files")
+    for item in view["files"]:
+        error = item.get("last_error") or {}
+        files.add_row(
+            item["id"],
+            item.get("filename") or "",
+            _status(item["status"]),
+            str(item.get("usage_bytes", 0)),
+            f"{error['code']}: {error['message']}" if error else "",
+        )
+    return [header, files]
+
+
+def _watch_ingestion(store_id: str) -> dict[str, Any]:
+    """Poll the store until no file is in progress, drawing a progress bar meanwhile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+    async def watch(db: Database) -> dict[str, Any]:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(f"Ingesting files into {store_id}", total=None)
+            while True:
+                view = await _store_view(db, store_id)
+                counts = view["file_counts"]
+                settled = counts["total"] - counts["in_progress"]
+                progress.update(task, total=counts["total"], completed=settled)
+                if not counts["in_progress"]:
+                    return view
+                await asyncio.sleep(POLL_SECONDS * 2)
+
+    return _read(watch)
+
+
 # -- following a run ----------------------------------------------------------------------------
 
 
@@ -350,7 +401,8 @@ class EventPrinter:
         line = Text.assemble(("run ", "bold"), _status(moved))
         if run["status"] == "requires_action":
             calls = run["required_action"]["submit_tool_outputs"]["tool_calls"]
-            line.append(": waiting for " + ", ".join(c["function"]["name"] for c in calls))
+            wanted = (f"{c['function']['name']}({c['function']['arguments']})" for c in calls)
+            line.append(": waiting for tool outputs: " + ", ".join(wanted))
         if run.get("usage"):
             line.append(f" · {_tokens(run['usage'])}")
         self._line(line)
@@ -476,6 +528,27 @@ def runs_tail(
         _read(follow)
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
+
+
+@stores_app.command("show")
+def vector_stores_show(
+    store_id: Annotated[str, typer.Argument(help="The vector store id (vs_...).")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show ingestion progress until no file is pending.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """A vector store's files and their ingestion status (completed, failed with the reason,
+    or still in progress)."""
+    try:
+        view = _watch_ingestion(store_id) if wait else _read(lambda db: _store_view(db, store_id))
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+    if as_json:
+        _print_json(view)
+        return
+    for block in store_report(view):
+        console.print(block)
 
 
 @threads_app.command("show")

@@ -249,6 +249,35 @@ async def _project_of(db: Database, table: sa.Table, kind: str, object_id: str) 
     return str(project)
 
 
+async def vector_store_project(db: Database, store_id: str) -> str:
+    return await _project_of(db, tables.vector_stores, "vector store", store_id)
+
+
+async def vector_store_view(db: Database, project_id: str, store_id: str) -> dict[str, Any]:
+    """A vector store, its files (oldest first, with their names) and how many of them are
+    in each ingestion status now."""
+    store_files = tables.vector_store_files.c
+    async with snapshot(db) as conn:
+        store = await _all(conn, tables.vector_stores, project_id, id=store_id)
+        if not store:
+            raise NotFound.object("vector store", store_id)
+        rows = await conn.execute(
+            sa.select(store_files.data)
+            .where(store_files.project_id == project_id, store_files.vector_store_id == store_id)
+            .order_by(store_files.pk)
+        )
+        files = list(rows.scalars())
+        names = await _file_names(conn, project_id, {f["id"] for f in files})
+    counts = dict.fromkeys(("in_progress", "completed", "failed", "cancelled"), 0)
+    for item in files:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    return {
+        "vector_store": store[0],
+        "files": [{**item, "filename": names.get(item["id"])} for item in files],
+        "file_counts": {**counts, "total": len(files)},
+    }
+
+
 async def run_state(db: Database, project_id: str, run_id: str) -> tuple[str, int]:
     """The run's status and the seq of its newest event (404 outside the project)."""
     runs = tables.runs.c
