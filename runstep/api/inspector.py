@@ -7,6 +7,7 @@ key's project (404 for anything else)."""
 
 import logging
 from collections.abc import AsyncIterator
+from functools import cache
 from importlib import resources
 from typing import Annotated, Any
 
@@ -45,8 +46,15 @@ Limit = Annotated[int, Query(ge=1, le=inspector.MAX_PAGE)]
 # -- the page ----------------------------------------------------------------------------------
 
 
+@cache
+def _asset(*path: str) -> bytes | None:
+    """A file of the page, read once (None if there is no such file)."""
+    asset = ASSETS.joinpath(*path)
+    return asset.read_bytes() if asset.is_file() else None
+
+
 def _page() -> Response:
-    html = ASSETS.joinpath("index.html").read_bytes()
+    html = _asset("index.html")
     return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
@@ -75,10 +83,10 @@ async def run_page(run_id: str) -> Response:
 @router.get("/static/{name}")
 async def static(name: str) -> Response:
     suffix = name[name.rfind(".") :] if "." in name else ""
-    asset = ASSETS.joinpath("static", name)
-    if suffix not in STATIC_TYPES or "/" in name or not asset.is_file():
+    content = _asset("static", name) if suffix in STATIC_TYPES and "/" not in name else None
+    if content is None:
         raise NotFound(f"No inspector asset named '{name}'.")
-    return Response(asset.read_bytes(), media_type=STATIC_TYPES[suffix], headers=PAGE_HEADERS)
+    return Response(content, media_type=STATIC_TYPES[suffix], headers=PAGE_HEADERS)
 
 
 # -- data --------------------------------------------------------------------------------------
