@@ -169,7 +169,7 @@ def _write_run(
         role="assistant",
         content=[
             text_part(
-                "Refunds take 14 days【0:0†handbook.txt】. See the chart.",
+                "Refunds take 14 days【0:0†handbook.txt】. Chart: sandbox:/mnt/data/chart.png",
                 [
                     {
                         "type": "file_citation",
@@ -177,7 +177,14 @@ def _write_run(
                         "start_index": 20,
                         "end_index": 38,
                         "file_citation": {"file_id": cited_id},
-                    }
+                    },
+                    {
+                        "type": "file_path",
+                        "text": "sandbox:/mnt/data/chart.png",
+                        "start_index": 47,
+                        "end_index": 74,
+                        "file_path": {"file_id": image_id},
+                    },
                 ],
             ),
             {"type": "image_file", "image_file": {"file_id": image_id, "detail": "auto"}},

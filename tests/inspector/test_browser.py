@@ -4,6 +4,7 @@ endpoints behind it are covered on both stores by ``test_api.py``)."""
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.inspector.conftest import shot
-from tests.inspector.helpers import finished_function_run, stored_failed_run, streaming_run
+from tests.inspector.helpers import finished_function_run, png, stored_failed_run, streaming_run
 from tests.support.runs import ServerSpec, own_servers
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.validating_client import client as validating_client
@@ -220,8 +221,14 @@ def test_run_page_shows_search_results_code_errors_citations_and_images(
     expect(page.get_by_label("Logs")).to_have_text("45")
 
     answer = page.locator(".messages .role-assistant")
-    expect(answer.locator("mark.cite")).to_contain_text("【0:0†handbook.txt】")
+    expect(answer.locator("mark.cite").nth(0)).to_contain_text("【0:0†handbook.txt】")
     expect(answer.locator(".citations")).to_contain_text("Cites handbook.txt")
+    expect(answer.locator("mark.cite").nth(1)).to_contain_text("sandbox:/mnt/data/chart.png")
+    with page.expect_download() as saving:
+        answer.get_by_role("button", name="Download chart.png").click()
+    saved = saving.value
+    assert saved.suggested_filename == "chart.png"
+    assert Path(saved.path()).read_bytes() == png()
     images = page.locator("img.image")
     expect(images).to_have_count(2)  # the code output and the message's image_file
     for n in range(2):

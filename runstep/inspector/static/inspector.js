@@ -176,6 +176,21 @@
     return h("figure", {}, img, h("figcaption", {}, name ? [name, " ", code(fileId)] : code(fileId)));
   }
 
+  /** A button that saves a file (fetched with the key: a plain link could not send it). */
+  function download(fileId, name) {
+    const button = h("button", { type: "button", class: "link" }, `Download ${name || fileId}`);
+    button.addEventListener("click", async () => {
+      const response = await api(`/v1/files/${encodeURIComponent(fileId)}/content`);
+      const url = URL.createObjectURL(await response.blob());
+      const a = h("a", { href: url, download: name || fileId, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    });
+    return button;
+  }
+
   /** The events of a text/event-stream response, as {event, data, id}. */
   async function* serverEvents(response) {
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -536,6 +551,7 @@
           note.type === "file_citation" ? "Cites " : "File ",
           h("strong", {}, name || "a file"),
           target.file_id && name !== target.file_id ? [" ", code(target.file_id)] : null,
+          note.type === "file_path" && target.file_id ? [" ", download(target.file_id, name)] : null,
           target.quote ? h("blockquote", {}, target.quote) : null,
         ],
       });
