@@ -21,7 +21,14 @@ STATIC_KEY = "sk-static-test-key"
 UPSTREAM_KEY = "sk-upstream-test-key"
 # The code_interpreter sandbox's own environment, made by scripts/test (runstep sandbox setup).
 SANDBOX_PYTHON = Path(__file__).resolve().parent.parent / ".cache/code-interpreter/bin/python"
-SANDBOX_ENV = {"RUNSTEP_CODE_INTERPRETER_PYTHON": str(SANDBOX_PYTHON)}
+SANDBOX_ENV = {
+    "RUNSTEP_CODE_INTERPRETER_PYTHON": str(SANDBOX_PYTHON),
+    "RUNSTEP_CODE_INTERPRETER_WALL_SECONDS": "3",
+    "RUNSTEP_CODE_INTERPRETER_CPU_SECONDS": "3",
+    "RUNSTEP_CODE_INTERPRETER_MEMORY_MB": "768",
+    "RUNSTEP_CODE_INTERPRETER_MAX_PROCESSES": "32",
+    "RUNSTEP_CODE_INTERPRETER_MAX_OUTPUT_BYTES": str(1024 * 1024),
+}
 
 
 TEST_SECONDS = 120

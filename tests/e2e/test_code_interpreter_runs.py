@@ -226,3 +226,53 @@ def test_a_sandbox_that_cannot_start_fails_the_run_clearly(
         [step] = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
         assert step.status == "failed" and step.last_error is not None
         assert len(model.bodies) == 1
+
+
+# -- escape attempts through a run: each contained, with a clear error, the run completes -----
+
+ESCAPES = {
+    "socket to the server's port": (
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)",
+        "ConnectionRefusedError",
+    ),
+    "socket to the internet": (
+        "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=2)",
+        "OSError",
+    ),
+    "reading the database file": ("open({database!r}, 'rb').read(16)", "FileNotFoundError"),
+    "listing the data directory": ("import os\nos.listdir({data_dir!r})", "FileNotFoundError"),
+    "reading /proc/1/environ": ("open('/proc/1/environ', 'rb').read()", "PermissionError"),
+    "writing outside the working directory": (
+        "open('/usr/evil.py', 'w').write('x')",
+        "OSError: [Errno 30] Read-only file system",
+    ),
+    "a fork bomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        "[sandbox] Execution stopped",
+    ),
+    "a memory bomb": ("hog = bytearray(4 * 1024 ** 3)", "MemoryError"),
+    "an infinite loop": ("while True:\n    pass", "[sandbox] Execution stopped"),
+    "printing 1 GB": (
+        "for _ in range(1024):\n    print('x' * 1024 * 1024)",
+        "[sandbox] Execution stopped: it wrote more than the output limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("attempt", list(ESCAPES))
+def test_escape_attempts_are_contained_with_a_clear_error(
+    attempt: str, server: Any, client: openai.OpenAI, upstream: ScriptedUpstream
+) -> None:
+    template, evidence = ESCAPES[attempt]
+    data_dir = server.process.env["RUNSTEP_DATA_DIR"]
+    database = server.database_url.split("///")[-1] if server.backend == "sqlite" else data_dir
+    code = template.format(port=server.process.port, database=database, data_dir=data_dir)
+    model = coding_model(upstream, code, ["Contained."])
+    run = run_once(client, model, coding_assistant(client))
+
+    logs = first_call(client, run).code_interpreter.outputs[0].logs
+    assert evidence in logs, logs
+    assert "sk-upstream" not in logs and "RUNSTEP_" not in logs
+    after = coding_model(upstream, "print('still here')", ["Fine."])
+    outputs = first_call(client, run_once(client, after, coding_assistant(client))).code_interpreter
+    assert outputs.outputs[0].logs == "still here\n"
