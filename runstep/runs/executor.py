@@ -245,6 +245,11 @@ class Executor:
     async def _after_turn(self, recorder: Recorder, turn: Turn, built: context.Context) -> bool:
         """Record the turn's end; True if the run goes on with another turn."""
         finish = turn.finish or Finish(reason="stop")
+        if any(call["type"] != "function" for call in turn.calls.values()):
+            # Before running hosted tools (and before counting the turn's usage): streams in
+            # other processes see the step and its calls while the tools run, and a worker that
+            # resumes after a crash continues this step rather than starting another.
+            await recorder.flush()
         prompt = finish.prompt_tokens or 0
         completion = finish.completion_tokens or 0
         recorder.add_usage(prompt, completion)

@@ -15,6 +15,7 @@ Each scenario runs once (a module fixture) and the tests check its observations:
 Both are compared with a reference run of the same scripts without a crash."""
 
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +253,8 @@ def search_crash(
 
     def crash(stream: LiveStream) -> WorkerProcess:
         assert hold.arrived.wait(10), f"no query embedding request; events: {stream.names}"
+        with suppress(AssertionError):  # see test_search_crash_streamed_the_open_step_first
+            stream.wait_count("thread.run.step.delta", 1, 2)
         killed = search_cluster.holder(stream.run_id)
         killed.kill()
         hold.release()  # its client is gone; the resumed search's request is not held
@@ -319,6 +322,14 @@ def test_search_crash_records_what_the_reference_records(
     """One tool_calls step with one file_search call and the same results, one message with
     the same text and citations, the same usage."""
     assert search_crash.records == reference.records
+
+
+def test_search_crash_streamed_the_open_step_first(search_crash: Observed) -> None:
+    """While the worker searched, the client (on another process) had the open search step
+    with its call: so the killed worker had recorded it, and the resumed one continued it."""
+    seen = search_crash.before_kill
+    assert "thread.run.step.delta" in seen, seen
+    assert "thread.run.step.completed" not in seen, seen
 
 
 def test_search_crash_searched_again_once(search_crash: Observed) -> None:
