@@ -210,7 +210,8 @@ async def _thread(conn: AsyncConnection, project_id: str, thread_id: str) -> dic
 
 
 async def thread_view(db: Database, project_id: str, thread_id: str) -> dict[str, Any]:
-    """A thread, its latest messages (oldest first) and its latest runs."""
+    """A thread, its latest messages (oldest first), its latest runs, and the names of the
+    files its messages show or cite."""
     messages = tables.messages.c
     async with snapshot(db) as conn:
         thread = await _thread(conn, project_id, thread_id)
@@ -221,12 +222,15 @@ async def thread_view(db: Database, project_id: str, thread_id: str) -> dict[str
             .limit(CONTEXT_MESSAGES + 1)
         )
         recent = list(rows.scalars())
+        messages = list(reversed(recent[:CONTEXT_MESSAGES]))
+        files = await _file_names(conn, project_id, _file_ids(messages, []))
     runs = await runs_of_thread(db, project_id, thread_id)
     return {
         "thread": thread,
-        "messages": list(reversed(recent[:CONTEXT_MESSAGES])),
+        "messages": messages,
         "earlier_messages": len(recent) > CONTEXT_MESSAGES,
         "runs": runs,
+        "files": files,
     }
 
 

@@ -152,6 +152,7 @@ def test_threads_are_listed_newest_first_and_searched_by_id_and_metadata(
     assert run["id"] == done.run_id and run["usage"]["total_tokens"] > 0
     assert isinstance(run["duration_seconds"], int)
     assert [m["role"] for m in thread["messages"]] == ["user", "assistant"]
+    assert thread["files"] == {}
     names = [a["name"] for a in data(server, api_key, "/assistants")["data"]]
     assert names == ["Weather"]
 

@@ -463,7 +463,7 @@
           { "aria-labelledby": "conversation-heading" },
           h("h2", { id: "conversation-heading" }, "Conversation"),
           data.earlier_messages ? h("p", { class: "muted" }, "Earlier messages are not shown.") : null,
-          conversation(data.messages, {}, null),
+          conversation(data.messages, data.files, null),
         ),
       );
     });
