@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from runstep.api.context import Context, Runtime
-from runstep.api.sse import _tail as tail_events  # the replay-then-tail loop /v1 streams use
+from runstep.api.sse import tail as tail_events  # the replay-then-tail loop /v1 streams use
 from runstep.errors import InternalError, NotFound
 from runstep.observability import ACTIVE_STREAMS
 from runstep.runs.bus import LocalBus

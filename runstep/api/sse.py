@@ -27,7 +27,7 @@ POLL_SECONDS = 1.0
 READ_BATCH = 1000
 
 
-async def _tail(
+async def tail(
     db: Database, bus: LocalBus, run_id: str, after_seq: int, fresh: bool
 ) -> AsyncIterator[Event]:
     """Every event of the run after ``after_seq`` until the one that ends a stream. A
@@ -65,7 +65,7 @@ async def _frames(
             yield _frame(name, data)
         try:
             # A prefix means a new run: the prefix covers its whole log so far.
-            async for event in _tail(db, bus, run_id, after_seq, fresh=bool(prefix)):
+            async for event in tail(db, bus, run_id, after_seq, fresh=bool(prefix)):
                 yield _frame(event.event, event.data)
         except Exception:
             log.exception("stream of %s broke", run_id)
