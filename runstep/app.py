@@ -16,6 +16,7 @@ from runstep.api import (
     inspector,
     messages,
     metrics,
+    models,
     runs,
     steps,
     threads,
@@ -26,12 +27,14 @@ from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.api.middleware import RequestIdMiddleware
 from runstep.config import Settings
 from runstep.files.storage import blob_store
-from runstep.providers.select import create_provider
+from runstep.providers.catalog import Catalog
+from runstep.providers.select import create_router
 from runstep.runs.bus import LocalBus
 from runstep.runs.pgbus import PostgresBus
 from runstep.runs.service import RunContext
 from runstep.runs.worker import Worker, instance_id
 from runstep.services.keys import Authenticator, active_key_count
+from runstep.services.upstream_keys import ProjectKeys, Sealer
 from runstep.store import migrate
 from runstep.store.db import Database
 
@@ -64,15 +67,18 @@ async def build_runtime(settings: Settings) -> Runtime:
             "all in one default project. Set RUNSTEP_API_KEYS or run `runstep keys create`."
         )
     authenticator = Authenticator(db, settings.api_keys, open_mode)
+    keys = ProjectKeys(db, Sealer(settings.secret_key))
+    catalog = Catalog(create_router(settings, keys), keys)
     bus = create_bus(db)
     await bus.start()
-    runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"))
+    runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"), models=catalog)
     return Runtime(
         settings=settings,
         db=db,
         authenticator=authenticator,
         bus=bus,
         runs=runs,
+        models=catalog,
         requests=RequestLimiter(settings.requests_per_minute),
         streams=StreamLimiter(settings.max_streams),
         blobs=blob_store(settings),
@@ -82,14 +88,12 @@ async def build_runtime(settings: Settings) -> Runtime:
 @asynccontextmanager
 async def running_worker(runtime: Runtime) -> AsyncIterator[None]:
     """Execute runs in this process while the block runs."""
-    provider = create_provider(runtime.settings)
-    worker = Worker(runtime.db, runtime.bus, provider, runtime.settings)
+    worker = Worker(runtime.db, runtime.bus, runtime.models.router, runtime.settings)
     await worker.start()
     try:
         yield
     finally:
         await worker.stop()
-        await provider.aclose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 yield
         finally:
+            await runtime.models.router.aclose()
             await runtime.bus.stop()
             await runtime.db.close()
 
@@ -119,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     # runs before threads: POST /v1/threads/runs must not match POST /v1/threads/{thread_id}.
-    for module in (health, metrics, assistants, runs, steps, threads, messages, files):
+    for module in (health, metrics, models, assistants, runs, steps, threads, messages, files):
         app.include_router(module.router)
     app.include_router(vector_stores.router)
     app.include_router(inspector.router)  # the web run inspector at /inspector
@@ -129,8 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def run_worker_process(settings: Settings, stop: asyncio.Event) -> None:
     """``runstep worker``: execute runs until ``stop`` is set, then drain gracefully."""
     runtime = await build_runtime(settings)
-    provider = create_provider(settings)
-    worker = Worker(runtime.db, runtime.bus, provider, settings)
+    worker = Worker(runtime.db, runtime.bus, runtime.models.router, settings)
     await worker.start()
     log.info("worker %s executing up to %d runs at once", worker.owner, settings.worker_concurrency)
     try:
@@ -139,6 +143,6 @@ async def run_worker_process(settings: Settings, stop: asyncio.Event) -> None:
         await worker.drain(settings.shutdown_seconds)
     finally:
         await worker.stop()
-        await provider.aclose()
+        await runtime.models.router.aclose()
         await runtime.bus.stop()
         await runtime.db.close()

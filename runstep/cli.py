@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,16 +16,22 @@ from rich.console import Console
 from rich.table import Table
 
 from runstep.config import Settings
+from runstep.errors import APIError
 from runstep.inspector.terminal import runs_app, stores_app, threads_app
 from runstep.observability import configure_logging
+from runstep.providers.upstreams import ConfigError, load_upstreams
 from runstep.services import keys as key_service
+from runstep.services import upstream_keys
 from runstep.store import migrate as migrations
 from runstep.store.db import Database
 
 app = typer.Typer(
     help="Runstep: a self-hosted OpenAI Assistants API v2 server.", no_args_is_help=True
 )
-keys_app = typer.Typer(help="Issue, list and revoke API keys (each key is its own project).")
+keys_app = typer.Typer(
+    help="Issue, list and revoke API keys (each key is its own project); set projects' own "
+    "upstream keys."
+)
 app.add_typer(keys_app, name="keys")
 sandbox_app = typer.Typer(help="The code_interpreter sandbox: its Python environment, a check.")
 app.add_typer(sandbox_app, name="sandbox")
@@ -61,6 +69,7 @@ def serve(
 
     settings = Settings.from_env(host=host, port=port, run_worker=worker)
     _configure_logging(settings)
+    _check_providers(settings)
     if not key_service.is_loopback(host) and not settings.api_keys:
         if settings.is_sqlite:
             _with_database(settings, lambda db: asyncio.sleep(0))
@@ -86,6 +95,7 @@ def worker(
 
     settings = Settings.from_env(worker_concurrency=concurrency)
     _configure_logging(settings)
+    _check_providers(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -99,6 +109,16 @@ def worker(
 
 def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.json_logs)
+
+
+def _check_providers(settings: Settings) -> None:
+    """Refuse to start on a providers file or secret that cannot be used, saying why."""
+    try:
+        load_upstreams(settings)
+        upstream_keys.Sealer(settings.secret_key)
+    except (ConfigError, upstream_keys.SecretMissing) as exc:
+        console.print(f"[red]Cannot start:[/red] {exc}")
+        raise typer.Exit(code=2) from None
 
 
 def _count_keys(settings: Settings) -> int:
@@ -174,6 +194,109 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_...)
     """Revoke a stored key; requests with it fail from then on."""
     _with_database(Settings.from_env(), lambda db: key_service.revoke_key(db, key_id))
     console.print(f"revoked {key_id}")
+
+
+@keys_app.command("set-upstream")
+def keys_set_upstream(
+    project: Annotated[str, typer.Argument(help="The project id (proj_...).")],
+    provider: Annotated[str, typer.Argument(help="The provider's name in the providers file.")],
+    from_env: Annotated[
+        str | None,
+        typer.Option(help="Read the key from this environment variable instead of stdin."),
+    ] = None,
+) -> None:
+    """Give a project its own key for one upstream provider: its runs there bill to it.
+
+    The key is read from stdin (or --from-env VAR), sealed with RUNSTEP_SECRET_KEY, and never
+    shown again. Running it again replaces the key."""
+    settings = Settings.from_env()
+    _known_provider(settings, provider)
+    secret = _read_secret(from_env)
+    try:
+        sealer = upstream_keys.Sealer(settings.secret_key)
+        if not sealer.ready:
+            raise upstream_keys.SecretMissing(upstream_keys.NO_SECRET)
+    except upstream_keys.SecretMissing as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from None
+
+    async def store(db: Database) -> None:
+        await key_service.check_project(db, project, settings.api_keys)
+        await upstream_keys.set_key(db, sealer, project, provider, secret)
+
+    _refusing(lambda: _with_database(settings, store))
+    console.print(f"project {project} now uses its own key for provider {provider}")
+
+
+@keys_app.command("unset-upstream")
+def keys_unset_upstream(
+    project: Annotated[str, typer.Argument(help="The project id (proj_...).")],
+    provider: Annotated[str, typer.Argument(help="The provider's name.")],
+) -> None:
+    """Remove a project's own key for a provider (its runs there use the shared key again)."""
+    settings = Settings.from_env()
+    _refusing(
+        lambda: _with_database(settings, lambda db: upstream_keys.delete_key(db, project, provider))
+    )
+    console.print(f"removed the key of project {project} for provider {provider}")
+
+
+@keys_app.command("list-upstream")
+def keys_list_upstream(
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Which projects hold their own key for which providers (never the keys)."""
+    rows = _with_database(Settings.from_env(), lambda db: upstream_keys.list_keys(db, project))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("project", "provider", "set", "updated")
+    for row in rows:
+        table.add_row(
+            row["project_id"], row["provider"], _when(row["created_at"]), _when(row["updated_at"])
+        )
+    console.print(table)
+
+
+@keys_app.command("new-secret")
+def keys_new_secret() -> None:
+    """Print a fresh value for RUNSTEP_SECRET_KEY (it seals projects' upstream keys)."""
+    typer.echo(upstream_keys.new_secret())
+
+
+def _refusing(action: Callable[[], T]) -> T:
+    """``action()``, with a refusal (unknown project, empty key...) said in one line."""
+    try:
+        return action()
+    except APIError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(code=1) from None
+
+
+def _known_provider(settings: Settings, provider: str) -> None:
+    try:
+        names = [upstream.name for upstream in load_upstreams(settings)]
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from None
+    if provider not in names:
+        known = ", ".join(names) if names else "none (set RUNSTEP_CONFIG)"
+        console.print(f"[red]No provider named '{provider}'.[/red] Configured: {known}.")
+        raise typer.Exit(code=2)
+
+
+def _read_secret(variable: str | None) -> str:
+    """The key from ``variable``, or stdin (a prompt that does not echo on a terminal)."""
+    if variable is not None:
+        value = os.environ.get(variable, "")
+        if not value:
+            console.print(f"[red]{variable} is not set.[/red]")
+            raise typer.Exit(code=2)
+        return value.strip()
+    if sys.stdin.isatty():
+        return str(typer.prompt("Upstream key", hide_input=True)).strip()
+    return sys.stdin.read().strip()
 
 
 @sandbox_app.command("setup")

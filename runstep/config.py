@@ -28,10 +28,14 @@ class Settings:
     run_expiry_seconds: int = 600
     poll_after_ms: int = 200
     upstream_base_url: str | None = None
-    upstream_api_key: str | None = None
+    upstream_api_key: str | None = field(default=None, repr=False)
     upstream_timeout_seconds: float = 60.0
     upstream_max_retries: int = 3
     upstream_retry_base_seconds: float = 0.5
+    # providers.toml: many upstreams routed by model name (runstep/providers/upstreams.py)
+    config_path: Path | None = None
+    # encrypts projects' own upstream keys at rest (runstep/services/upstream_keys.py)
+    secret_key: str | None = field(default=None, repr=False)
     worker_concurrency: int = 64
     run_worker: bool = True
     lease_seconds: float = 30.0
@@ -90,6 +94,8 @@ class Settings:
             "RUNSTEP_UPSTREAM_TIMEOUT_SECONDS": ("upstream_timeout_seconds", float),
             "RUNSTEP_UPSTREAM_MAX_RETRIES": ("upstream_max_retries", int),
             "RUNSTEP_UPSTREAM_RETRY_BASE_SECONDS": ("upstream_retry_base_seconds", float),
+            "RUNSTEP_CONFIG": ("config_path", Path),
+            "RUNSTEP_SECRET_KEY": ("secret_key", str),
             "RUNSTEP_WORKER_CONCURRENCY": ("worker_concurrency", int),
             "RUNSTEP_LEASE_SECONDS": ("lease_seconds", float),
             "RUNSTEP_DELTA_FLUSH_SECONDS": ("delta_flush_seconds", float),

@@ -16,19 +16,44 @@ QUEUE_DEPTH = Gauge("runstep_queue_depth", "Runs waiting for a worker")
 OLDEST_LEASE = Gauge("runstep_oldest_lease_seconds", "Age of the oldest live run lease")
 ACTIVE_STREAMS = Gauge("runstep_active_streams", "Open SSE streams in this process")
 ACTIVE_RUNS = Gauge("runstep_executing_runs", "Runs this process is executing")
+FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 MODEL_FIRST_TOKEN = Histogram(
     "runstep_model_first_token_seconds",
     "Time from model request to first delta",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=FIRST_TOKEN_BUCKETS,
 )
 MODEL_TURN = Histogram(
-    "runstep_model_turn_seconds",
-    "Duration of one model turn",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    "runstep_model_turn_seconds", "Duration of one model turn", buckets=TURN_BUCKETS
 )
 ERRORS = Counter("runstep_errors", "Errors by kind", ["kind"])
 RUNS_FINISHED = Counter("runstep_runs_finished", "Runs this process ended, by status", ["status"])
 REJECTED = Counter("runstep_rejected_requests", "Requests refused for overload", ["reason"])
+PROVIDER_REQUESTS = Counter(
+    "runstep_provider_requests", "Model turns sent to each provider", ["provider"]
+)
+PROVIDER_ERRORS = Counter(
+    "runstep_provider_errors",
+    "Model turns a provider failed, by kind (rate_limit, server, invalid)",
+    ["provider", "kind"],
+)
+PROVIDER_FIRST_TOKEN = Histogram(
+    "runstep_provider_first_token_seconds",
+    "Time from model request to first delta, per provider",
+    ["provider"],
+    buckets=FIRST_TOKEN_BUCKETS,
+)
+PROVIDER_TURN = Histogram(
+    "runstep_provider_turn_seconds",
+    "Duration of one model turn, per provider (successful turns)",
+    ["provider"],
+    buckets=TURN_BUCKETS,
+)
+PROVIDER_HEALTHY = Gauge(
+    "runstep_provider_healthy",
+    "1 while a provider is healthy, 0 after repeated failures in a row",
+    ["provider"],
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 
 @router.post("")
 async def create_assistant(body: CreateAssistantRequest, ctx: Context) -> dict[str, Any]:
-    return await assistants.create(ctx.db, ctx.project_id, body, ctx.runtime.bus)
+    return await assistants.create(
+        ctx.db, ctx.project_id, body, ctx.runtime.bus, ctx.runtime.models
+    )
 
 
 @router.get("")
@@ -33,7 +35,7 @@ async def get_assistant(assistant_id: str, ctx: Context) -> dict[str, Any]:
 async def modify_assistant(
     assistant_id: str, body: ModifyAssistantRequest, ctx: Context
 ) -> dict[str, Any]:
-    return await assistants.modify(ctx.db, ctx.project_id, assistant_id, body)
+    return await assistants.modify(ctx.db, ctx.project_id, assistant_id, body, ctx.runtime.models)
 
 
 @router.delete("/{assistant_id}")

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.config import Settings
 from runstep.files.storage import BlobStore
+from runstep.providers.catalog import Catalog
 from runstep.runs.bus import LocalBus
 from runstep.runs.service import RunContext
 from runstep.services.keys import Authenticator
@@ -27,6 +28,7 @@ class Runtime:
     requests: RequestLimiter
     streams: StreamLimiter
     blobs: BlobStore
+    models: Catalog  # the router over the upstreams, and what each project may use
 
 
 @dataclass(frozen=True)

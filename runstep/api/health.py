@@ -1,4 +1,6 @@
-"""``/health`` and ``/v1/health``: 200 when the store answers, 503 otherwise."""
+"""``/health`` and ``/v1/health``: 200 when the store answers, 503 otherwise. The details name
+each provider's health as this process has seen it (``unhealthy`` after repeated failures in a
+row; the status is then ``degraded``, still 200: the server itself works)."""
 
 from typing import Any
 
@@ -13,8 +15,11 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 @router.get("/v1/health")
 async def health(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
     try:
-        await runtime_of(request).db.ping()
+        await runtime.db.ping()
     except Exception as exc:
         raise Unavailable("The database is unreachable.") from exc
-    return {"status": "ok"}
+    providers = {name: seen.wire() for name, seen in runtime.models.router.health.items()}
+    healthy = all(details["status"] == "healthy" for details in providers.values())
+    return {"status": "ok" if healthy else "degraded", "providers": providers}

@@ -25,6 +25,10 @@ class ChatRequest:
     top_p: float | None = None
     max_completion_tokens: int | None = None
     reasoning_effort: str | None = None
+    # Not options: whose run this is (the router picks the project's own upstream key by it),
+    # and the key the router chose to send instead of the upstream's configured one.
+    project_id: str | None = None
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import httpx
 import openai
 
-from runstep.config import Settings
 from runstep.providers.base import (
     ChatRequest,
     Finish,
@@ -22,6 +21,8 @@ from runstep.providers.base import (
     TextDelta,
     ToolCallDelta,
 )
+from runstep.providers.families import is_reasoning, token_limit_param
+from runstep.providers.upstreams import Upstream
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -42,6 +43,8 @@ FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
 # Sent when no key is configured: the SDK insists on one, and falling back to
 # OPENAI_API_KEY would hand that key to whatever endpoint is configured.
 _NO_KEY = "runstep-no-key"
+LIST_TIMEOUT_SECONDS = 5.0
+MIN_SECRET_LENGTH = 8  # shorter header values (e.g. a version) are not scrubbed
 _REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "tool_calls": "tool_calls",
@@ -71,25 +74,33 @@ class _Turn:
 
 
 class OpenAICompatibleProvider:
-    """Streams chat completions from ``settings.upstream_base_url``."""
+    """Streams chat completions from one configured upstream."""
 
-    name = "openai-compatible"
-
-    def __init__(self, settings: Settings) -> None:
-        self._key = settings.upstream_api_key
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.name = upstream.name
         self._client = openai.AsyncOpenAI(
-            base_url=settings.upstream_base_url,
-            api_key=settings.upstream_api_key or _NO_KEY,
-            max_retries=settings.upstream_max_retries,
-            timeout=settings.upstream_timeout_seconds,
+            base_url=upstream.base_url,
+            api_key=upstream.api_key or _NO_KEY,
+            max_retries=upstream.max_retries,
+            timeout=upstream.timeout_seconds,
+            default_headers=dict(upstream.headers),
         )
+
+    def _client_for(self, api_key: str | None) -> openai.AsyncOpenAI:
+        """The client sending ``api_key`` (a project's own) instead of the configured key; it
+        shares the configured client's connections."""
+        return self._client if api_key is None else self._client.with_options(api_key=api_key)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         """Yield the deltas of one model turn, then exactly one ``Finish``."""
         turn = _Turn()
+        create = self._client_for(request.api_key).chat.completions.with_streaming_response
         try:
-            async with self._client.chat.completions.with_streaming_response.create(
-                stream=True, stream_options={"include_usage": True}, **request_options(request)
+            async with create.create(
+                stream=True,
+                stream_options={"include_usage": True},
+                **request_options(request, self.upstream),
             ) as response:
                 async for line in response.iter_lines():
                     chunk = _chunk(line)
@@ -99,37 +110,63 @@ class OpenAICompatibleProvider:
                         yield event
         # Errors while reading the raw stream arrive unwrapped from the HTTP library.
         except (openai.APIError, *TRANSPORT_ERRORS) as exc:
-            raise self._error(exc) from None
+            raise self._error(provider_error(exc), request.api_key) from None
         yield turn.finish()
+
+    async def list_models(self, api_key: str | None = None) -> list[dict[str, Any]]:
+        """The upstream's own ``GET /models``: one quick try, no retries."""
+        client = self._client_for(api_key).with_options(
+            max_retries=0, timeout=min(self.upstream.timeout_seconds, LIST_TIMEOUT_SECONDS)
+        )
+        try:
+            page = await client.models.list()
+        except (openai.APIError, *TRANSPORT_ERRORS) as exc:
+            raise self._error(provider_error(exc), api_key) from None
+        return [
+            {
+                "id": model.id,
+                "created": getattr(model, "created", None) or 0,
+                "owned_by": getattr(model, "owned_by", None) or self.name,
+            }
+            for model in page.data
+            if isinstance(getattr(model, "id", None), str)
+        ]
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP client."""
         await self._client.close()
 
-    def _error(self, exc: Exception) -> ProviderError:
-        """The ``ProviderError`` for an SDK or transport failure, with the key scrubbed."""
-        error = provider_error(exc)
-        if self._key and self._key in error.message:
-            return ProviderError(error.kind, error.message.replace(self._key, "***"))
-        return error
+    def _error(self, error: ProviderError, api_key: str | None) -> ProviderError:
+        """``error`` with every secret this upstream sends scrubbed from its message."""
+        message = error.message
+        secrets = [api_key, self.upstream.api_key, *self.upstream.headers.values()]
+        for secret in secrets:
+            if secret and len(secret) >= MIN_SECRET_LENGTH:
+                message = message.replace(secret, "***")
+        return ProviderError(error.kind, message)
 
 
-def request_options(request: ChatRequest) -> dict[str, Any]:
-    """The ``create`` keyword arguments for the options that are set (None is omitted)."""
+def request_options(request: ChatRequest, upstream: Upstream | None = None) -> dict[str, Any]:
+    """The ``create`` keyword arguments for the options that are set (None is omitted), in
+    the form the model's family takes (see ``families``)."""
+    limit = token_limit_param(request.model, upstream.token_limit_param if upstream else "auto")
+    reasoning = is_reasoning(request.model, upstream.reasoning_models if upstream else None)
     options: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
         "response_format": request.response_format,
         "temperature": request.temperature,
         "top_p": request.top_p,
-        "max_completion_tokens": request.max_completion_tokens,
-        "reasoning_effort": request.reasoning_effort,
+        limit: request.max_completion_tokens,
+        "reasoning_effort": request.reasoning_effort if reasoning else None,
     }
     if request.tools:
-        # OpenAI rejects tool_choice and parallel_tool_calls without tools.
+        # OpenAI rejects tool_choice and parallel_tool_calls without tools. Parallel calls are
+        # every upstream's default, and some models refuse the parameter: sent only to turn
+        # them off.
         options["tools"] = request.tools
         options["tool_choice"] = request.tool_choice
-        options["parallel_tool_calls"] = request.parallel_tool_calls
+        options["parallel_tool_calls"] = False if request.parallel_tool_calls is False else None
     return {key: value for key, value in options.items() if value is not None}
 
 

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runstep import ids, observability
@@ -174,6 +174,7 @@ class Executor:
     async def _model_turn(self, recorder: Recorder, request: ChatRequest) -> Turn:
         turn = Turn()
         started, first = time.monotonic(), True
+        request = replace(request, project_id=recorder.project_id)  # picks its upstream key
         async for event in self.provider.stream(request):
             if first:
                 MODEL_FIRST_TOKEN.observe(time.monotonic() - started)

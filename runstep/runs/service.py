@@ -15,6 +15,7 @@ from runstep.protocol.runs import (
 )
 from runstep.protocol.threads import CreateThreadRequest
 from runstep.protocol.tools import response_format_wire, tools_wire
+from runstep.providers.catalog import Catalog
 from runstep.runs import states
 from runstep.runs.bus import LocalBus
 from runstep.runs.recorder import Recorder
@@ -40,6 +41,7 @@ class RunContext:
     bus: LocalBus
     settings: Settings
     owner: str
+    models: Catalog  # which models each project may run
 
     def recorder(self, run_id: str) -> Any:
         """Lease ``run_id`` for this API call (``None`` inside if a worker holds it)."""
@@ -163,6 +165,7 @@ def _options(assistant: dict[str, Any], request: Any, include: list[str]) -> dic
 async def create(
     ctx: RunContext, project_id: str, thread_id: str, request: CreateRunRequest, include: list[str]
 ) -> dict[str, Any]:
+    access = await ctx.models.access(project_id)
     async with ctx.db.write() as conn:
         # Locked: ``additional_messages`` may give the thread a vector store.
         thread = await get_or_404(conn, THREADS, "thread", project_id, thread_id, for_update=True)
@@ -173,6 +176,7 @@ async def create(
         if active is not None:
             raise InvalidRequest(f"Thread {thread_id} already has an active run {active}.")
         run = new_run(assistant, thread_id, request, ctx.settings.run_expiry_seconds)
+        access.check(run["model"])
         _, queued = await messages.add_user_messages(
             conn,
             project_id,
@@ -198,10 +202,12 @@ async def create_thread_and_run(
             update={"tool_resources": request.tool_resources}
         )
         resources_param = "tool_resources"
+    access = await ctx.models.access(project_id)
     async with ctx.db.write() as conn:
         assistant = await get_or_404(
             conn, ASSISTANTS, "assistant", project_id, request.assistant_id
         )
+        access.check(request.model or assistant["model"])
         thread, queued = await threads.insert(
             conn, project_id, thread_request, prefix="thread.", resources_param=resources_param
         )

@@ -9,6 +9,7 @@ from runstep.protocol.assistants import (
     ModifyAssistantRequest,
 )
 from runstep.protocol.tools import response_format_wire, tools_wire
+from runstep.providers.catalog import Catalog
 from runstep.runs.bus import LocalBus
 from runstep.services.common import now, update
 from runstep.services.resources import create_tool_resources, tool_resources_wire, wake
@@ -38,10 +39,12 @@ def _apply(obj: dict[str, Any], request: ModifyAssistantRequest | CreateAssistan
 
 
 async def create(
-    db: Database, project_id: str, request: CreateAssistantRequest, bus: LocalBus
+    db: Database, project_id: str, request: CreateAssistantRequest, bus: LocalBus, models: Catalog
 ) -> dict[str, Any]:
     """``POST /v1/assistants``; ``bus`` wakes the ingestion of the files its
-    ``tool_resources`` helper queued."""
+    ``tool_resources`` helper queued. A model the project cannot use is refused here (400),
+    as the hosted API did, rather than when a run starts."""
+    (await models.access(project_id)).check(request.model)
     obj = AssistantObject(
         id=ids.new_id(ids.ASSISTANT),
         created_at=now(),
@@ -67,8 +70,14 @@ async def create(
 
 
 async def modify(
-    db: Database, project_id: str, assistant_id: str, request: ModifyAssistantRequest
+    db: Database,
+    project_id: str,
+    assistant_id: str,
+    request: ModifyAssistantRequest,
+    models: Catalog,
 ) -> dict[str, Any]:
+    if request.model is not None:
+        (await models.access(project_id)).check(request.model)
 
     def change(obj: dict[str, Any]) -> None:
         _apply(obj, request)

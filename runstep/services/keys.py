@@ -78,6 +78,16 @@ async def create_key(db: Database, name: str, project_id: str | None = None) -> 
     return IssuedKey(id=key_id, project_id=project_id, name=name, key=key)
 
 
+async def check_project(db: Database, project_id: str, static_keys: tuple[str, ...]) -> None:
+    """404 unless ``project_id`` is a project: stored, a static key's, or the open default."""
+    if project_id == DEFAULT_PROJECT or project_id in map(static_project_id, static_keys):
+        return
+    query = sa.select(tables.projects.c.id).where(tables.projects.c.id == project_id)
+    async with db.read() as conn:
+        if (await conn.execute(query)).first() is None:
+            raise NotFound(f"No project found with id '{project_id}'.")
+
+
 async def list_keys(db: Database) -> list[dict[str, Any]]:
     """Every stored key (never the secret), oldest first."""
     columns = tables.api_keys.c

@@ -45,6 +45,18 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
 
+# A project's own key for one upstream provider, sealed (AES-GCM, bound to the project and
+# the provider) with RUNSTEP_SECRET_KEY: runstep/services/upstream_keys.py.
+upstream_keys = sa.Table(
+    "upstream_keys",
+    metadata,
+    sa.Column("project_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 assistants = _object_table(
     "assistants", indexes=(sa.Index("ix_assistants_project", "project_id", "pk"),)
 )

@@ -134,4 +134,5 @@ def test_missing_or_wrong_key_is_a_401(server: RunningServer) -> None:
 def test_health_answers_without_a_key(server: RunningServer) -> None:
     for path in ("/health", "/v1/health"):
         response = httpx.get(server.process.url + path)
-        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert response.json()["providers"]["default"]["status"] == "healthy"

@@ -303,7 +303,8 @@ def test_assistant_instructions_become_the_system_message(
         {"role": "user", "content": scripted.say("Hello")},
     ]
     assert body["tools"] == dump(assistant.tools)
-    assert body.get("tool_choice") in (None, "auto") and body["parallel_tool_calls"] is True
+    # parallel calls are every upstream's default: the option is sent only to turn them off
+    assert body.get("tool_choice") in (None, "auto") and "parallel_tool_calls" not in body
 
 
 def test_run_instructions_replace_the_assistants(

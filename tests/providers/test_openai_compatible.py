@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from runstep.config import Settings
 from runstep.providers.base import ChatRequest, Finish, ProviderError, TextDelta
 from runstep.providers.openai_compatible import OpenAICompatibleProvider, _Turn
+from runstep.providers.upstreams import Upstream
 from tests.providers.helpers import chat, collect, function_tool, reassemble, user
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
 
@@ -24,13 +24,14 @@ async def make_provider(upstream: ScriptedUpstream) -> AsyncIterator[MakeProvide
 
     def make(**overrides: Any) -> OpenAICompatibleProvider:
         fields = {
-            "upstream_base_url": upstream.base_url,
-            "upstream_api_key": KEY,
-            "upstream_max_retries": 0,
-            "upstream_timeout_seconds": 5.0,
+            "name": "scripted",
+            "base_url": upstream.base_url,
+            "api_key": KEY,
+            "max_retries": 0,
+            "timeout_seconds": 5.0,
             **overrides,
         }
-        made.append(OpenAICompatibleProvider(Settings(**fields)))
+        made.append(OpenAICompatibleProvider(Upstream(**fields)))
         return made[-1]
 
     yield make
@@ -105,9 +106,71 @@ async def test_set_options_are_passed_through(
         "max_completion_tokens": 50,
         "reasoning_effort": "low",
     }
-    await collect(make_provider(), chat(user("Hi"), **options))
+    await collect(make_provider(), chat(user("Hi"), model="o4-mini", **options))
     body = upstream.requests[-1].body
     assert {key: body[key] for key in options} == options
+
+
+async def test_a_strict_json_schema_response_format_is_sent_as_given(
+    upstream: ScriptedUpstream, make_provider: MakeProvider
+) -> None:
+    schema = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+            "strict": True,
+        },
+    }
+    await collect(make_provider(), chat(user("Hi"), response_format=schema))
+    assert upstream.requests[-1].body["response_format"] == schema
+
+
+async def test_a_project_key_replaces_the_configured_one_and_never_shows_in_errors(
+    upstream: ScriptedUpstream, make_provider: MakeProvider
+) -> None:
+    own = "sk-project-own-key-987654321"
+    provider = make_provider()
+    await collect(provider, chat(user("Hi"), api_key=own))
+    assert upstream.requests[-1].headers["authorization"] == f"Bearer {own}"
+    await collect(provider, chat(user("Hi")))
+    assert upstream.requests[-1].headers["authorization"] == f"Bearer {KEY}"  # unchanged
+    upstream.enqueue(Script(status=401, error={"message": f"Incorrect API key provided: {own}"}))
+    error = await failure(provider, chat(user("Hi"), api_key=own))
+    assert own not in error.message and "Incorrect API key provided: ***" in error.message
+
+
+async def test_configured_headers_are_sent_and_scrubbed_from_errors(
+    upstream: ScriptedUpstream, make_provider: MakeProvider
+) -> None:
+    secret = "header-secret-value-42"
+    provider = make_provider(headers={"x-gateway-token": secret, "anthropic-version": "1"})
+    await collect(provider, chat(user("Hi")))
+    headers = upstream.requests[-1].headers
+    assert headers["x-gateway-token"] == secret and headers["anthropic-version"] == "1"
+    upstream.enqueue(Script(status=400, error={"message": f"bad token {secret}"}))
+    assert secret not in (await failure(provider, chat(user("Hi")))).message
+
+
+async def test_the_upstream_models_are_listed_with_the_key_given(
+    upstream: ScriptedUpstream, make_provider: MakeProvider
+) -> None:
+    upstream.serve_models(["llama3.1:8b", "qwen2.5:7b"])
+    listed = await make_provider().list_models("sk-project-listing-key")
+    assert [model["id"] for model in listed] == ["llama3.1:8b", "qwen2.5:7b"]
+    assert listed[0] == {"id": "llama3.1:8b", "created": 1700000000, "owned_by": "runstep-tests"}
+    [request] = upstream.model_requests
+    assert request.headers["authorization"] == "Bearer sk-project-listing-key"
+
+
+async def test_an_upstream_that_cannot_list_its_models_is_a_provider_error(
+    upstream: ScriptedUpstream, make_provider: MakeProvider
+) -> None:
+    upstream.serve_models([], status=404)
+    with pytest.raises(ProviderError) as caught:
+        await make_provider(max_retries=3).list_models()
+    assert caught.value.kind == "invalid"
+    assert len(upstream.model_requests) == 1  # no retries for a listing
 
 
 async def test_tool_choice_is_omitted_without_tools(
@@ -122,7 +185,7 @@ async def test_no_configured_key_never_borrows_openai_api_key(
     upstream: ScriptedUpstream, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
-    await collect(make_provider(upstream_api_key=None), chat(user("Hi")))
+    await collect(make_provider(api_key=None), chat(user("Hi")))
     assert "sk-from-the-environment" not in upstream.requests[-1].headers["authorization"]
 
 
@@ -140,7 +203,7 @@ async def test_rate_limit_is_retried_then_reported(
     upstream: ScriptedUpstream, make_provider: MakeProvider
 ) -> None:
     upstream.enqueue(Script(status=429, retry_after=0), Script(status=429, retry_after=0))
-    error = await failure(make_provider(upstream_max_retries=1), chat(user("Hi")))
+    error = await failure(make_provider(max_retries=1), chat(user("Hi")))
     assert error.kind == "rate_limit"
     assert "Rate limit reached" in error.message
     assert len(upstream.requests) == 2
@@ -150,7 +213,7 @@ async def test_server_error_is_retried_and_can_recover(
     upstream: ScriptedUpstream, make_provider: MakeProvider
 ) -> None:
     upstream.enqueue(Script(status=503, retry_after=0.01), Script(text=["ok"]))
-    events = await collect(make_provider(upstream_max_retries=1), chat(user("Hi")))
+    events = await collect(make_provider(max_retries=1), chat(user("Hi")))
     assert events[0] == TextDelta("ok")
     assert len(upstream.requests) == 2
 
@@ -188,7 +251,7 @@ async def test_timeout_is_a_server_error(
     upstream: ScriptedUpstream, make_provider: MakeProvider
 ) -> None:
     upstream.enqueue(Script(initial_delay=2))
-    provider = make_provider(upstream_timeout_seconds=0.5, upstream_max_retries=0)
+    provider = make_provider(timeout_seconds=0.5, max_retries=0)
     error = await failure(provider, chat(user("Hi")))
     assert error.kind == "server"
 
@@ -209,7 +272,7 @@ async def test_connection_refused_is_a_server_error(make_provider: MakeProvider)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    provider = make_provider(upstream_base_url=f"http://127.0.0.1:{closed_port}/v1")
+    provider = make_provider(base_url=f"http://127.0.0.1:{closed_port}/v1")
     error = await failure(provider, chat(user("Hi")))
     assert error.kind == "server"
 

@@ -6,7 +6,9 @@ wire format: `chat_wire`.
 In-process: `with ScriptedUpstream() as up: OpenAI(base_url=up.base_url, ...)`.
 Separate process: `python -m tests.support.scripted_upstream --port N`, driven via
 `POST /_control/enqueue`, `POST /_control/register/{name}` (body: a script object
-or a list of them, see `Script.to_dict`), `GET /_control/requests`, `POST /_control/reset`.
+or a list of them, see `Script.to_dict`), `GET /_control/requests`, `POST /_control/reset`,
+`POST /_control/models` (`{"models": [ids], "status": 200}`: what GET /v1/models answers) and
+`GET /_control/model_requests`.
 """
 
 from __future__ import annotations
@@ -124,13 +126,15 @@ class UpstreamApp:
         if (method, path) == ("POST", "/v1/chat/completions") and isinstance(payload, dict):
             return await self._chat(scope, payload, receive, send)
         if (method, path) == ("GET", "/v1/models"):
-            model = {
-                "id": "scripted-model",
-                "object": "model",
-                "created": 0,
-                "owned_by": "runstep-tests",
-            }
-            return await _send_json(send, 200, {"object": "list", "data": [model]})
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            status, ids = self.book.list_models(headers)
+            if status != 200:
+                return await _send_json(send, status, error_body(status))
+            data = [
+                {"id": i, "object": "model", "created": 1700000000, "owned_by": "runstep-tests"}
+                for i in ids
+            ]
+            return await _send_json(send, 200, {"object": "list", "data": data})
         if path.startswith("/_control/"):
             return await self._control(method, path.removeprefix("/_control/"), payload, send)
         await _send_json(
@@ -144,6 +148,11 @@ class UpstreamApp:
         if (method, action) == ("POST", "reset"):
             self.book.reset()
             return await _send_json(send, 200, {"ok": True})
+        if (method, action) == ("POST", "models"):
+            self.book.serve_models(payload.get("models", []), payload.get("status", 200))
+            return await _send_json(send, 200, {"ok": True})
+        if (method, action) == ("GET", "model_requests"):
+            return await _send_json(send, 200, [asdict(r) for r in self.book.model_requests])
         if method != "POST" or not (action == "enqueue" or action.startswith("register/")):
             return await _send_json(
                 send, 404, error_body(404, {"message": f"Unknown control action {action}."})
@@ -297,6 +306,15 @@ class ScriptedUpstream:
     def requests(self) -> list[RecordedRequest]:
         """Chat completion requests received so far (path, headers, body, source)."""
         return self.book.requests
+
+    def serve_models(self, models: list[str], status: int = 200) -> None:
+        """Answer GET /v1/models with these ids (or with an error ``status``)."""
+        self.book.serve_models(models, status)
+
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """GET /v1/models requests received so far (their headers)."""
+        return self.book.model_requests
 
     def reset(self) -> None:
         """Clear queues, named scripts and the request log."""

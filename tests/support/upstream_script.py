@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MARKER = re.compile(r"\[\[script:([^\]\s]+)\]\]")
+DEFAULT_MODELS = ("scripted-model",)
 
 
 @dataclass
@@ -154,6 +155,10 @@ class ScriptBook:
         self._fifo: deque[Script] = deque()
         self._named: dict[str, list[Script]] = {}
         self._log: list[RecordedRequest] = []
+        # GET /v1/models: the ids listed (or an error status), and the requests received
+        self.models: list[str] = list(DEFAULT_MODELS)
+        self.models_status = 200
+        self._model_log: list[RecordedRequest] = []
 
     def enqueue(self, *scripts: Script) -> None:
         """Append scripts to the global FIFO queue."""
@@ -171,6 +176,25 @@ class ScriptBook:
             self._fifo.clear()
             self._named.clear()
             self._log.clear()
+            self._model_log.clear()
+            self.models, self.models_status = list(DEFAULT_MODELS), 200
+
+    def serve_models(self, models: list[str], status: int = 200) -> None:
+        """What GET /v1/models answers: these ids, or an error with ``status``."""
+        with self._lock:
+            self.models, self.models_status = list(models), status
+
+    def list_models(self, headers: dict[str, str]) -> tuple[int, list[str]]:
+        """Log a GET /v1/models request; the status and ids to answer with."""
+        with self._lock:
+            self._model_log.append(RecordedRequest("/v1/models", headers, {}, "models"))
+            return self.models_status, list(self.models)
+
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """A snapshot of the GET /v1/models requests received so far."""
+        with self._lock:
+            return list(self._model_log)
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -24,6 +24,7 @@ SCHEMAS = {
     "vector_store.files_batch": "VectorStoreFileBatchObject",
     "vector_store.search_results.page": "VectorStoreSearchResultsPage",
     "vector_store.file_content.page": "VectorStoreFileContentResponse",
+    "model": "Model",
 }
 
 
@@ -40,7 +41,13 @@ LIST_SCHEMAS = {
 
 def _validate_list(body: dict[str, Any]) -> None:
     """A page against its list schema; an empty page must carry null cursors (hosted behaviour,
-    which the spec's string-typed ``first_id``/``last_id`` do not describe)."""
+    which the spec's string-typed ``first_id``/``last_id`` do not describe). The models list has
+    no cursors."""
+    if set(body) == {"object", "data"}:
+        validate(body, "ListModelsResponse")
+        for item in body["data"]:
+            validate(item, "Model")
+        return
     assert set(body) == {"object", "data", "first_id", "last_id", "has_more"}, body.keys()
     if not body["data"]:
         assert body["first_id"] is None and body["last_id"] is None and body["has_more"] is False
