@@ -34,6 +34,7 @@ from runstep.runs.pgbus import PostgresBus
 from runstep.runs.service import RunContext
 from runstep.runs.worker import Worker, instance_id
 from runstep.services.keys import Authenticator, active_key_count
+from runstep.services.provider_health import HealthRecords
 from runstep.services.upstream_keys import ProjectKeys, Sealer
 from runstep.store import migrate
 from runstep.store.db import Database
@@ -67,11 +68,12 @@ async def build_runtime(settings: Settings) -> Runtime:
             "all in one default project. Set RUNSTEP_API_KEYS or run `runstep keys create`."
         )
     authenticator = Authenticator(db, settings.api_keys, open_mode)
+    owner = instance_id("api")
     keys = ProjectKeys(db, Sealer(settings.secret_key))
-    catalog = Catalog(create_router(settings, keys), keys)
+    catalog = Catalog(create_router(settings, keys, HealthRecords(db, owner)), keys)
     bus = create_bus(db)
     await bus.start()
-    runs = RunContext(db=db, bus=bus, settings=settings, owner=instance_id("api"), models=catalog)
+    runs = RunContext(db=db, bus=bus, settings=settings, owner=owner, models=catalog)
     return Runtime(
         settings=settings,
         db=db,

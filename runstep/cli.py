@@ -89,13 +89,22 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Runs executed at once (RUNSTEP_WORKER_CONCURRENCY).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics (model turns) on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
-    """Execute runs without serving HTTP; start several to scale out (PostgreSQL)."""
+    """Execute runs without serving the API; start several to scale out (PostgreSQL)."""
+    from prometheus_client import start_http_server
+
     from runstep.app import run_worker_process
 
     settings = Settings.from_env(worker_concurrency=concurrency)
     _configure_logging(settings)
     _check_providers(settings)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
 
     async def main() -> None:
         stop = asyncio.Event()

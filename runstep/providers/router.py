@@ -43,6 +43,13 @@ class KeySource(Protocol):
         ...
 
 
+class HealthLog(Protocol):
+    """Where a process writes what it saw of a provider, for every process's ``/health``
+    (``services.provider_health.HealthRecords``)."""
+
+    async def record(self, provider: str, health: "Health") -> None: ...
+
+
 @dataclass(frozen=True)
 class Route:
     upstream: Upstream
@@ -78,9 +85,15 @@ class Router:
 
     name = "router"
 
-    def __init__(self, routes: list[tuple[Upstream, Provider]], keys: KeySource | None = None):
+    def __init__(
+        self,
+        routes: list[tuple[Upstream, Provider]],
+        keys: KeySource | None = None,
+        health_log: HealthLog | None = None,
+    ) -> None:
         self.routes = routes
         self.keys = keys
+        self.health_log = health_log
         self.health = {upstream.name: Health() for upstream, _ in routes}
         for name in self.health:
             PROVIDER_HEALTHY.labels(name).set(1)
@@ -116,10 +129,10 @@ class Router:
                     first = False
                 yield event
         except ProviderError as error:
-            self._failed(name, error, request.model)
+            await self._failed(name, error, request.model)
             raise
         PROVIDER_TURN.labels(name).observe(time.monotonic() - started)
-        self._succeeded(name)
+        await self._succeeded(name)
 
     async def _key(self, route: Route, request: ChatRequest) -> str | None:
         """The project's own key for the route's upstream, if it has one (never the other
@@ -141,7 +154,7 @@ class Router:
             )
         return key
 
-    def _failed(self, name: str, error: ProviderError, model: str) -> None:
+    async def _failed(self, name: str, error: ProviderError, model: str) -> None:
         PROVIDER_ERRORS.labels(name, error.kind).inc()
         log.warning("provider %s failed for model %s: %s", name, model, error.message)
         if error.kind == "invalid":  # the request's fault, not the provider's
@@ -152,13 +165,27 @@ class Router:
         if health.failures_in_a_row == UNHEALTHY_AFTER:
             log.error("provider %s is unhealthy: %d failures in a row", name, UNHEALTHY_AFTER)
         PROVIDER_HEALTHY.labels(name).set(1 if health.healthy else 0)
+        await self._report(name)
 
-    def _succeeded(self, name: str) -> None:
+    async def _succeeded(self, name: str) -> None:
         health = self.health[name]
+        recovered = health.failures_in_a_row > 0
         if not health.healthy:
             log.info("provider %s is healthy again", name)
         health.failures_in_a_row, health.last_success_at = 0, int(time.time())
         PROVIDER_HEALTHY.labels(name).set(1)
+        if recovered:  # a steady run of successes writes nothing
+            await self._report(name)
+
+    async def _report(self, name: str) -> None:
+        """Write the provider's health for ``/health``; a store that fails here is noticed
+        elsewhere, so it is only logged."""
+        if self.health_log is None:
+            return
+        try:
+            await self.health_log.record(name, self.health[name])
+        except Exception as exc:
+            log.warning("could not record the health of provider %s: %r", name, exc)
 
     async def aclose(self) -> None:
         for _, provider in self.routes:

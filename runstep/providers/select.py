@@ -7,7 +7,7 @@ from runstep.config import Settings
 from runstep.providers.base import Provider
 from runstep.providers.local import LocalProvider
 from runstep.providers.openai_compatible import OpenAICompatibleProvider
-from runstep.providers.router import KeySource, Router
+from runstep.providers.router import HealthLog, KeySource, Router
 from runstep.providers.upstreams import Upstream, load_upstreams
 
 log = logging.getLogger("runstep.providers")
@@ -22,7 +22,9 @@ def _display_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
-def create_router(settings: Settings, keys: KeySource | None = None) -> Router:
+def create_router(
+    settings: Settings, keys: KeySource | None = None, health_log: HealthLog | None = None
+) -> Router:
     """A router over the configured upstreams; over the local stand-in only when none is
     configured (never as a fallback). Raises ``ConfigError`` for an unusable configuration."""
     upstreams = load_upstreams(settings)
@@ -34,7 +36,7 @@ def create_router(settings: Settings, keys: KeySource | None = None) -> Router:
             "e.g. https://api.openai.com/v1) and, if it needs one, RUNSTEP_UPSTREAM_API_KEY; "
             "or list several upstreams in a providers file named by RUNSTEP_CONFIG."
         )
-        return Router([(LOCAL, LocalProvider())], keys)
+        return Router([(LOCAL, LocalProvider())], keys, health_log)
     routes: list[tuple[Upstream, Provider]] = []
     for upstream in upstreams:
         log.info(
@@ -45,4 +47,4 @@ def create_router(settings: Settings, keys: KeySource | None = None) -> Router:
             ", ".join(upstream.models),
         )
         routes.append((upstream, OpenAICompatibleProvider(upstream)))
-    return Router(routes, keys)
+    return Router(routes, keys, health_log)

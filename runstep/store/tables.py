@@ -57,6 +57,21 @@ upstream_keys = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
+# What each process (``owner``: its instance id) saw of each provider, written when that changes
+# (a failure, or the first success after failures): runstep/services/provider_health.py.
+provider_health = sa.Table(
+    "provider_health",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("failures_in_a_row", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(16), nullable=True),
+    sa.Column("last_failure_at", sa.BigInteger, nullable=True),
+    sa.Column("last_success_at", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_provider_health_updated", "updated_at"),
+)
+
 assistants = _object_table(
     "assistants", indexes=(sa.Index("ix_assistants_project", "project_id", "pk"),)
 )

@@ -22,10 +22,12 @@ from runstep.services.upstream_keys import new_secret
 from runstep.store import tables
 from runstep.store.db import Database
 from tests.conformance import spec_available
-from tests.conftest import BACKENDS, RunningServer
+from tests.conftest import BACKENDS, RunningServer, _fresh_database
 from tests.support.asyncio_bridge import run_sync
+from tests.support.processes import WorkerProcess
 from tests.support.runs import Scripted, ServerSpec, own_servers, scripted
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.server import free_port
 from tests.support.upstream_script import Script
 from tests.support.validating_client import validate_body
 
@@ -442,3 +444,20 @@ def test_a_server_refuses_to_start_on_an_unusable_providers_file(tmp_path: Path)
     )
     assert done.returncode == 2
     assert f"{config}: provider 'x': 'models' is required" in " ".join(done.stdout.split())
+
+
+def test_a_worker_serves_its_provider_metrics_when_asked(
+    request: pytest.FixtureRequest, tmp_path: Path, scripted_pair: tuple[ScriptedUpstream, ...]
+) -> None:
+    port = free_port()
+    env = {
+        "RUNSTEP_DATA_DIR": str(tmp_path),
+        "RUNSTEP_DATABASE_URL": _fresh_database("sqlite", tmp_path, request),
+        "RUNSTEP_UPSTREAM_BASE_URL": scripted_pair[0].base_url,
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log", ("--metrics-port", str(port))).start()
+    try:
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        worker.stop()
+    assert 'runstep_provider_healthy{provider="default"} 1.0' in metrics

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from runstep.providers.base import ChatRequest, Finish, ProviderError, ProviderEvent, TextDelta
-from runstep.providers.router import UNHEALTHY_AFTER, KeyUnavailable, Router
+from runstep.providers.router import UNHEALTHY_AFTER, Health, KeyUnavailable, Router
 from runstep.providers.upstreams import Upstream
 from tests.providers.helpers import chat, collect, user
 
@@ -142,3 +142,27 @@ async def test_refusals_are_counted_but_do_not_make_a_provider_unhealthy() -> No
             await collect(routes, chat(user("Hi"), model="gpt-4o"))
     assert routes.health["i-gpt"].healthy
     assert metric("runstep_provider_errors_total", provider="i-gpt", kind="invalid") == 4
+
+
+@dataclass
+class Log:
+    records: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+    async def record(self, provider: str, health: Health) -> None:
+        self.records.append((provider, health.wire()))
+
+
+async def test_health_is_written_when_it_changes_not_for_every_success() -> None:
+    log = Log()
+    fake = Fake("w-gpt")
+    routes = Router([(upstream("w-gpt", "gpt-*"), fake)], health_log=log)
+    await collect(routes, chat(user("Hi"), model="gpt-4o"))  # healthy already: nothing written
+    fake.failures = [ProviderError("server", "down")]
+    with pytest.raises(ProviderError):
+        await collect(routes, chat(user("Hi"), model="gpt-4o"))
+    for _ in range(2):
+        await collect(routes, chat(user("Hi"), model="gpt-4o"))
+    assert [(name, wire["failures_in_a_row"]) for name, wire in log.records] == [
+        ("w-gpt", 1),
+        ("w-gpt", 0),
+    ]
