@@ -220,7 +220,6 @@ def keys_set_upstream(
     shown again. Running it again replaces the key."""
     settings = Settings.from_env()
     _known_provider(settings, provider)
-    secret = _read_secret(from_env)
     try:
         sealer = upstream_keys.Sealer(settings.secret_key)
         if not sealer.ready:
@@ -228,6 +227,7 @@ def keys_set_upstream(
     except upstream_keys.SecretMissing as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=2) from None
+    secret = _read_secret(from_env)
 
     async def store(db: Database) -> None:
         await key_service.check_project(db, project, settings.api_keys)

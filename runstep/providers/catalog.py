@@ -23,6 +23,7 @@ log = logging.getLogger("runstep.providers")
 
 LISTED_SECONDS = 60.0
 UNLISTED_SECONDS = 15.0  # after a failed listing
+MAX_LISTINGS = 1000
 
 
 def model_object(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
@@ -31,8 +32,13 @@ def model_object(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
 
 
 def _unknown(model: str) -> str:
-    """The hosted API's wording for a model that is missing or not the caller's."""
+    """The hosted API's wording (GET /models/{model}) for a model missing or not the caller's."""
     return f"The model '{model}' does not exist or you do not have access to it."
+
+
+def _not_served(model: str) -> str:
+    """The hosted API's wording (400 at creation) for a model it does not serve."""
+    return f"The requested model '{model}' does not exist."
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class Access:
     def check(self, model: str, param: str = "model") -> None:
         """400 ``model_not_found`` unless ``model`` is available to the project."""
         if self.route(model) is None:
-            raise InvalidRequest(_unknown(model), param=param, code="model_not_found")
+            raise InvalidRequest(_not_served(model), param=param, code="model_not_found")
 
 
 @dataclass
@@ -136,5 +142,8 @@ class Catalog:
         except ProviderError as error:
             log.warning("provider %s could not list its models: %s", upstream.name, error.message)
             models, until = [], time.monotonic() + UNLISTED_SECONDS
+        if len(self._listings) >= MAX_LISTINGS:  # one per provider and project key at most
+            fresh = time.monotonic()
+            self._listings = {k: v for k, v in self._listings.items() if v.until > fresh}
         self._listings[cache_key] = _Listing(models, until)
         return models

@@ -180,11 +180,32 @@ def _upstream(table: dict[str, Any], env: Mapping[str, str], where: str) -> Upst
     models = _strings(table, "models", where)
     if not models:
         raise ConfigError(f"{where}: 'models' is required: exact names and globs it serves.")
+    projects = _strings(table, "projects", where)
+    reasoning = _strings(table, "reasoning_models", where)
+    return Upstream(
+        name=name,
+        base_url=base_url,
+        models=tuple(models),
+        api_key=_api_key(table, env, where),
+        headers=_headers(table, where),
+        strip_prefix=_flag(table, "strip_prefix", True, where),
+        require_project_key=_flag(table, "require_project_key", False, where),
+        projects=tuple(projects) if projects is not None else None,
+        list_models=_flag(table, "list_models", True, where),
+        reasoning_models=tuple(reasoning) if reasoning is not None else None,
+        **_limits(table, where),
+    )
+
+
+def _headers(table: dict[str, Any], where: str) -> dict[str, str]:
     headers = table.get("headers", {})
-    if not isinstance(headers, dict) or not all(
-        isinstance(value, str) for value in headers.values()
-    ):
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}: 'headers' must be a table of strings.")
+    return dict(headers)
+
+
+def _limits(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``timeout_seconds``, ``max_retries`` and ``token_limit_param``, checked."""
     timeout = _get(table, "timeout_seconds", (int, float), where)
     retries = _get(table, "max_retries", int, where)
     if (timeout is not None and timeout <= 0) or (retries is not None and retries < 0):
@@ -194,23 +215,11 @@ def _upstream(table: dict[str, Any], env: Mapping[str, str], where: str) -> Upst
         raise ConfigError(
             f"{where}: 'token_limit_param' is one of auto, max_completion_tokens, max_tokens."
         )
-    projects = _strings(table, "projects", where)
-    reasoning = _strings(table, "reasoning_models", where)
-    return Upstream(
-        name=name,
-        base_url=base_url,
-        models=tuple(models),
-        api_key=_api_key(table, env, where),
-        headers=dict(headers),
-        timeout_seconds=float(timeout if timeout is not None else 60.0),
-        max_retries=retries if retries is not None else 3,
-        strip_prefix=_flag(table, "strip_prefix", True, where),
-        require_project_key=_flag(table, "require_project_key", False, where),
-        projects=tuple(projects) if projects is not None else None,
-        list_models=_flag(table, "list_models", True, where),
-        token_limit_param=limit,  # type: ignore[arg-type]
-        reasoning_models=tuple(reasoning) if reasoning is not None else None,
-    )
+    return {
+        "timeout_seconds": float(timeout if timeout is not None else 60.0),
+        "max_retries": retries if retries is not None else 3,
+        "token_limit_param": limit,
+    }
 
 
 def _api_key(table: dict[str, Any], env: Mapping[str, str], where: str) -> str | None:

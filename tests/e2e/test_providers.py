@@ -273,7 +273,7 @@ def test_an_upstream_refusing_an_option_fails_the_run_quoting_it(
 def _refused(error: openai.BadRequestError, model: str) -> None:
     assert error.status_code == 400
     assert error.body == {
-        "message": f"The model '{model}' does not exist or you do not have access to it.",
+        "message": f"The requested model '{model}' does not exist.",
         "type": "invalid_request_error",
         "param": "model",
         "code": "model_not_found",

@@ -94,7 +94,7 @@ async def test_access_refuses_unknown_and_unavailable_models_naming_them() -> No
             access.check(model)
         error = caught.value.body()["error"]
         assert error == {
-            "message": f"The model '{model}' does not exist or you do not have access to it.",
+            "message": f"The requested model '{model}' does not exist.",
             "type": "invalid_request_error",
             "param": "model",
             "code": "model_not_found",
