@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import api_latency, distributed, runs
+from bench import api_latency, distributed, file_search, runs
 from bench.common import Benchmark, RunOptions, write_result
 
 BENCHMARKS: dict[str, Benchmark] = {
     "api_latency": api_latency.run,
     "runs": runs.run,
     "distributed": distributed.run,
+    "file_search": file_search.run,
 }
 
 
