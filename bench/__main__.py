@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import api_latency, distributed, file_search, runs
+from bench import api_latency, code_interpreter, distributed, file_search, runs
 from bench.common import Benchmark, RunOptions, write_result
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "runs": runs.run,
     "distributed": distributed.run,
     "file_search": file_search.run,
+    "code_interpreter": code_interpreter.run,
 }
 
 
