@@ -39,8 +39,10 @@ def _require_browser() -> Any:
     return sync_api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not longer: while Playwright's sync API is started it
+    holds an event loop running on this thread, and the async tests that follow would fail."""
     sync_api = _require_browser()
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
