@@ -68,7 +68,7 @@ from bench.load import (
     runstep_run,
     scripted_upstream,
 )
-from runstep.tools.code_interpreter import Sandbox, SandboxConfig, SandboxError
+from runstep.tools.code_interpreter import Sandbox, SandboxConfig, SandboxError, procfs
 
 GIB = 1 << 30
 SETTLE_SECONDS = 0.2
@@ -142,29 +142,9 @@ def sandbox_python() -> Path:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tasks:
-        try:
-            found.extend(int(child) for child in
-                         Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except OSError:
-            continue
-    return found
-
-
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its live descendants."""
-    found, stack = [pid], [pid]
-    while stack:
-        for child in _children(stack.pop()):
-            found.append(child)
-            stack.append(child)
-    return found
+    return [pid, *procfs.descendants(pid)]
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -190,11 +170,11 @@ class SandboxCpu:
 
     def retire(self) -> None:
         """Read every live sandbox now, before it is ended."""
-        for child in _children(os.getpid()):
+        for child in procfs.children(os.getpid()):
             self.retired[child] = _tree_cpu_seconds(child)
 
     def __call__(self) -> tuple[Mapping[str, float], Collection[str]]:
-        live = sum(_tree_cpu_seconds(child) for child in _children(os.getpid())
+        live = sum(_tree_cpu_seconds(child) for child in procfs.children(os.getpid())
                    if child not in self.retired)
         return {"sandbox": live + sum(self.retired.values())}, ()
 
@@ -334,7 +314,7 @@ async def capacity(checked: Checked, plan: Plan, tick: Callable[[], None]) -> di
     roots: dict[str, int] = {}
     starts: list[float] = []
     stopped = f"bound of {plan.capacity_bound} sessions"
-    known = set(_children(os.getpid()))
+    known = set(procfs.children(os.getpid()))
     descriptors_before = len(os.listdir("/proc/self/fd"))
     for index in range(plan.capacity_bound):
         if meminfo()["MemAvailable"] < margin:
@@ -346,7 +326,7 @@ async def capacity(checked: Checked, plan: Plan, tick: Callable[[], None]) -> di
         except SandboxError as exc:
             stopped = f"{type(exc).__name__}: {exc}"[:200]
             break
-        new = set(_children(os.getpid())) - known
+        new = set(procfs.children(os.getpid())) - known
         if len(new) != 1:
             raise RuntimeError(f"expected one new sandbox process, found {sorted(new)}")
         roots[key] = new.pop()
@@ -395,7 +375,7 @@ async def capacity(checked: Checked, plan: Plan, tick: Callable[[], None]) -> di
     started = time.perf_counter()
     await sandbox.close()
     closed = time.perf_counter() - started
-    leftover = len(_children(os.getpid()))
+    leftover = len(procfs.children(os.getpid()))
     return {
         "sessions_started": len(roots), "sessions_holding_state": holding, "stopped_by": stopped,
         "start_execution": summarize(starts) if starts else None,

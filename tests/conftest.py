@@ -2,6 +2,7 @@
 
 import signal
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,21 +156,25 @@ def client(server: RunningServer, api_key: str) -> Iterator[openai.OpenAI]:
         yield official
 
 
+@contextmanager
+def sqlite_server(directory: Path, **env: str) -> Iterator[ServerProcess]:
+    """A server of its own, on SQLite in ``directory``, with ``env`` on top of the static key."""
+    base = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": ""}
+    process = ServerProcess(
+        env={**base, "RUNSTEP_API_KEYS": STATIC_KEY, **env}, log_path=directory / "server.log"
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with no upstream configured (runs use the local stand-in), on SQLite."""
-    directory = tmp_path_factory.mktemp("local-model")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        "RUNSTEP_API_KEYS": STATIC_KEY,
-        "RUNSTEP_UPSTREAM_BASE_URL": "",
-        "RUNSTEP_UPSTREAM_API_KEY": "",
-        **SANDBOX_ENV,
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
+    no_upstream = {"RUNSTEP_UPSTREAM_BASE_URL": "", "RUNSTEP_UPSTREAM_API_KEY": ""}
+    with sqlite_server(tmp_path_factory.mktemp("local-model"), **no_upstream, **SANDBOX_ENV) as up:
+        yield up
 
 
 @pytest.fixture

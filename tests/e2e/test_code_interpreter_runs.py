@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import STATIC_KEY, upstream_env
+from tests.conftest import STATIC_KEY, sqlite_server, upstream_env
 from tests.support.runs import Scripted, recording_client, scripted
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
 from tests.support.server import ServerProcess
@@ -199,16 +199,9 @@ def no_sandbox_server(
 ) -> Iterator[ServerProcess]:
     """A server (SQLite) whose sandbox cannot start: its interpreter does not exist."""
     directory = tmp_path_factory.mktemp("no-sandbox")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        "RUNSTEP_API_KEYS": STATIC_KEY,
-        "RUNSTEP_CODE_INTERPRETER_PYTHON": str(directory / "missing" / "python"),
-        **upstream_env(upstream),
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
+    broken = {"RUNSTEP_CODE_INTERPRETER_PYTHON": str(directory / "missing" / "python")}
+    with sqlite_server(directory, **broken, **upstream_env(upstream)) as process:
+        yield process
 
 
 def test_a_sandbox_that_cannot_start_fails_the_run_clearly(

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from runstep.protocol.runs import FILE_SEARCH_CONTENT
-from tests.conftest import STATIC_KEY, upstream_env
+from tests.conftest import STATIC_KEY, sqlite_server, upstream_env
 from tests.e2e.test_vector_stores import JUPITER, SOURDOUGH, TOMATOES, create_and_poll, upload
 from tests.support.runs import Scripted, recording_client, scripted
 from tests.support.scripted_upstream import Script, ScriptedUpstream, ToolCall
@@ -335,16 +335,9 @@ def no_embeddings_server(
 ) -> Iterator[ServerProcess]:
     """A server (SQLite) whose embeddings endpoint does not answer: nothing listens there."""
     directory = tmp_path_factory.mktemp("no-embeddings")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        "RUNSTEP_API_KEYS": STATIC_KEY,
-        "RUNSTEP_EMBEDDINGS_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
-        **upstream_env(upstream),
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
+    broken = {"RUNSTEP_EMBEDDINGS_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
+    with sqlite_server(directory, **broken, **upstream_env(upstream)) as process:
+        yield process
 
 
 def test_a_failing_search_fails_the_run_clearly(

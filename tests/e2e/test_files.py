@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import STATIC_KEY, RunningServer
+from tests.conftest import STATIC_KEY, RunningServer, sqlite_server
 from tests.support.server import ServerProcess
 from tests.support.validating_client import client as validating_client
 from tests.support.validating_client import validate_body
@@ -322,18 +322,11 @@ LIMIT = 1024
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """SQLite, uploads of at most ``LIMIT`` bytes, and a fast sweeper."""
-    directory: Path = tmp_path_factory.mktemp("small-files")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        "RUNSTEP_API_KEYS": STATIC_KEY,
-        "RUNSTEP_UPSTREAM_BASE_URL": "",
-        "RUNSTEP_MAX_FILE_BYTES": str(LIMIT),
-        "RUNSTEP_SWEEP_SECONDS": "0.2",
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
+    limits = {"RUNSTEP_MAX_FILE_BYTES": str(LIMIT), "RUNSTEP_SWEEP_SECONDS": "0.2"}
+    with sqlite_server(
+        tmp_path_factory.mktemp("small-files"), RUNSTEP_UPSTREAM_BASE_URL="", **limits
+    ) as process:
+        yield process
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from runstep.tools.code_interpreter import command as commands
 from runstep.tools.code_interpreter import files as session_files
+from runstep.tools.code_interpreter import procfs
 from runstep.tools.code_interpreter.config import SandboxConfig
 from runstep.tools.code_interpreter.errors import SandboxUnavailable
 
@@ -141,30 +142,6 @@ class _FrameReader:
                     output.add(bytes(self.buffer))
                 self.buffer.clear()
                 raise
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as handle:
-                found.extend(int(child) for child in handle.read().split())
-        except OSError:
-            continue
-    return found
-
-
-def _descendants(pid: int, limit: int = 100_000) -> list[int]:
-    found, stack = [], [pid]
-    while stack and len(found) < limit:
-        for child in _children(stack.pop()):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -294,13 +271,13 @@ class Session:
     def _attach(self, inner_pid: int) -> None:
         """Find the interpreter's host pid (the descendant of bubblewrap whose pid in the
         sandbox is ``inner_pid``) and hold a pidfd on it for interrupts."""
-        for pid in _descendants(self.process.pid, limit=16):
+        for pid in procfs.descendants(self.process.pid, limit=16):
             if _ns_pid(pid) == inner_pid:
                 self.runner_pid = pid
                 break
         else:
             raise _Broken("cannot find the interpreter process")
-        children = _children(self.process.pid)
+        children = procfs.children(self.process.pid)
         self.init_pid = children[0] if children else 0
         self.pidfd = os.pidfd_open(self.runner_pid)
 
@@ -338,7 +315,7 @@ class Session:
     def cpu_seconds(self) -> float:
         """CPU time used so far by everything in the sandbox (reaped children included)."""
         ticks = 0
-        for pid in _descendants(self.process.pid):
+        for pid in procfs.descendants(self.process.pid):
             info = _stat(pid)
             if info is not None:
                 ticks += info[1]
@@ -347,7 +324,7 @@ class Session:
     def _leftover_processes(self) -> int:
         """Live processes in the sandbox besides bubblewrap's init and the interpreter."""
         count = 0
-        for pid in _descendants(self.process.pid):
+        for pid in procfs.descendants(self.process.pid):
             if pid in (self.init_pid, self.runner_pid):
                 continue
             info = _stat(pid)
