@@ -1,20 +1,24 @@
-"""``python -m bench [NAME ...] [--quick]``: run benchmarks, write ``bench/results/<name>.json``."""
+"""``python -m bench [NAME ...] [--quick] [--results DIR]``: run benchmarks, write
+``bench/results/<name>.json``, then the plots (``bench.plots``) of whatever results are there;
+a full run into ``bench/results/`` also copies its plots to ``bench/plots/`` (the README's)."""
 
 import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import api_latency, code_interpreter, distributed, file_search, runs
-from bench.common import Benchmark, RunOptions, write_result
+from bench import api_latency, code_interpreter, distributed, file_search, plots, runs, streams
+from bench.common import RESULTS_DIR, Benchmark, RunOptions, write_result
 
 BENCHMARKS: dict[str, Benchmark] = {
     "api_latency": api_latency.run,
     "runs": runs.run,
     "distributed": distributed.run,
+    "streams": streams.run,
     "file_search": file_search.run,
     "code_interpreter": code_interpreter.run,
 }
@@ -26,6 +30,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, metavar="DIR",
+                        help=f"where results and plots go (default: {RESULTS_DIR})")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
@@ -44,7 +50,7 @@ def run_benchmark(name: str, options: RunOptions) -> float:
     payload = BENCHMARKS[name](options)
     elapsed = time.perf_counter() - started
     path = write_result(name, {"quick": options.quick, "duration_seconds": round(elapsed, 3),
-                               **payload})
+                               **payload}, options.results_dir)
     options.console.print(f"[green]{name}[/green]: {elapsed:.1f}s -> {path}")
     return elapsed
 
@@ -53,9 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     console = Console()
     with _progress(console) as progress:
-        options = RunOptions(quick=args.quick, progress=progress, console=console)
+        options = RunOptions(quick=args.quick, progress=progress, console=console,
+                             results_dir=args.results)
         total = sum(run_benchmark(name, options) for name in args.names or BENCHMARKS)
     console.print(f"total: {total:.1f}s")
+    try:
+        made = plots.render(args.results)
+    except ImportError as exc:  # matplotlib: pip install -e '.[bench]'
+        console.print(f"[yellow]no plots: {exc}[/yellow]")
+        return 0
+    for path, full in made:
+        console.print(f"plot: {path}{'' if full else ' (of quick results)'}")
+    if args.results.resolve() == RESULTS_DIR.resolve():
+        for path in plots.publish(made):
+            console.print(f"published: {path}")
     return 0
 
 

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ Store = Literal["sqlite", "postgresql"]
 STORES: tuple[Store, ...] = ("sqlite", "postgresql")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PLOTS_DIR = Path(__file__).resolve().parent / "plots"  # the latest full run's plots (committed)
 
 
 # --- machine description ---------------------------------------------------------------------
@@ -79,6 +81,17 @@ def machine_description() -> dict[str, Any]:
         "git_dirty": bool(status) if status is not None else None,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def raise_file_limit(wanted: int) -> dict[str, int]:
+    """Raise this process's open-file limit (inherited by the processes it starts) towards
+    ``wanted``, up to the hard limit; the soft and hard limits now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return {"soft": soft, "hard": hard}
 
 
 def source_fingerprint(package: str = "runstep") -> dict[str, Any]:
@@ -203,6 +216,7 @@ class RunOptions:
     quick: bool
     progress: Progress
     console: Console
+    results_dir: Path = RESULTS_DIR
 
 
 Benchmark = Callable[[RunOptions], dict[str, Any]]

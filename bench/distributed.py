@@ -12,8 +12,10 @@ this order:
   one ``runstep worker`` process;
 * ``api_2_workers``: the same API process and database, plus a second worker process.
 
-Each topology is measured at concurrency 1 (TTFT) and at concurrency 64 (completed runs/s),
-with the machinery of the ``runs`` benchmark (``bench.load``): every client loops streamed runs
+Each topology is measured at concurrency 1, 16, 64 and 256: TTFT at 1, completed runs/s at
+each (throughput versus concurrency: where it saturates, and what limits it, named from the
+CPU meters by ``bench.load.bottleneck``), with the machinery of the ``runs`` benchmark
+(``bench.load``): every client loops streamed runs
 (``POST /v1/threads/{id}/runs``, ``stream: true``) on fresh one-message threads, a drained
 warm-up, a second warm-up straight into a fixed window; throughput counts runs that ended in
 the window, latencies the runs that started in it. CPU is taken at both ends of the window for
@@ -56,6 +58,7 @@ from bench.load import (
     Threads,
     Upstream,
     auth_headers,
+    bottleneck,
     client_limits,
     event_loop_runner,
     machine_ticks,
@@ -75,11 +78,14 @@ from tests.support.server import ServerProcess
 API_KEY = "sk-bench-distributed"
 HEADERS = auth_headers(API_KEY)
 TTFT_CONCURRENCY = 1
-RATE_CONCURRENCY = 64
-QUICK_RATE_CONCURRENCY = 4
+RATE_CONCURRENCY = 64  # the throughput target's
+LEVELS = (TTFT_CONCURRENCY, 16, RATE_CONCURRENCY, 256)
+QUICK_LEVELS = (TTFT_CONCURRENCY, 4)
+SATURATED = 0.9  # a topology saturates at the lowest concurrency reaching this much of its peak
 WORKER_CONCURRENCY = 64  # runs each worker process executes at once (`runstep worker`'s default)
 WARMUP_SECONDS = 2.0
-SECONDS = {TTFT_CONCURRENCY: 20.0, RATE_CONCURRENCY: 10.0}  # longer at 1: its p99 needs samples
+SECONDS = 10.0
+TTFT_SECONDS = 20.0  # longer at concurrency 1: its p99 needs samples
 QUICK_WARMUP_RUNS = 2
 QUICK_RUNS = 8
 MAX_ATTEMPTS = 3  # a phase disturbed by other load is measured again, up to this many times
@@ -124,6 +130,10 @@ NOTES = [
     "by the sampler (pool churn).",
     "added_* = distributed percentile - embedded percentile at concurrency 1 (a difference "
     "of percentiles, not a percentile of paired differences).",
+    "bottleneck (each level) and saturation (each topology): a process at >= 0.85 cores is "
+    "limited by its one event loop, a machine at >= 90% of its cores is saturated as a whole "
+    "(bench.load.bottleneck); a topology saturates at the lowest concurrency reaching "
+    f"{SATURATED:.0%} of its peak runs/s.",
     "Every run after the first (drained) warm-up gets a fresh thread holding one user message "
     "(as in the runs benchmark), so all runs ask the upstream the same.",
     "With no delay between the upstream's chunks a worker receives a whole reply before its "
@@ -334,6 +344,7 @@ async def _measure_topology(topology: Topology, server: ServerProcess, meter: Cl
                 finally:
                     options.progress.remove_task(task)
                 summary = summarize_phase(phase)
+                summary["bottleneck"] = bottleneck(summary["cpu"])
                 summary.update(meter.window(summary["completed_in_window"]))
                 summary["threads"] = threads.describe()
                 summary["before"] = {"quiet_wait": quiet, "load_average": load_average}
@@ -412,10 +423,15 @@ def _pick(summary: dict[str, Any] | None, key: str) -> float | None:
     return None if summary is None else float(summary[key])
 
 
+def _rate_level(plan: Plan) -> str:
+    """Where the throughput target is read: concurrency 64, or the highest level measured."""
+    return str(RATE_CONCURRENCY if RATE_CONCURRENCY in plan.levels else max(plan.levels))
+
+
 def comparison(topologies: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """Added latency of each distributed topology over the embedded one at concurrency 1, the
-    throughput at the top concurrency, and the targets, pass or fail (never asserted)."""
-    low, high = str(min(plan.levels)), str(max(plan.levels))
+    throughput at concurrency 64, and the targets, pass or fail (never asserted)."""
+    low, high = str(min(plan.levels)), _rate_level(plan)
     embedded = topologies["embedded"]["levels"][low]
     measured: dict[str, dict[str, float | None]] = {}
     for key, topology in topologies.items():
@@ -439,22 +455,22 @@ def comparison(topologies: dict[str, Any], plan: Plan) -> dict[str, Any]:
             "targets": targets}
 
 
-def bottlenecks(topologies: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    """At the top concurrency: each process's cores, busiest first, and the machine's load."""
-    high = str(max(plan.levels))
+def saturation(topologies: dict[str, Any]) -> dict[str, Any]:
+    """For each topology: its throughput at each concurrency, its peak, the lowest concurrency
+    reaching ``SATURATED`` of that peak, and what limited it there and at its peak (from the
+    CPU meters, ``bench.load.bottleneck``)."""
     found: dict[str, Any] = {}
     for key, topology in topologies.items():
-        cpu = topology["levels"][high]["cpu"]
-        cores = {name: value["cores"] for name, value in cpu.items()
-                 if isinstance(value, dict) and value.get("cores") is not None}
-        ranked = sorted(cores.items(), key=lambda item: -item[1])
-        busy = cpu.get("machine_busy_fraction")
+        levels = topology["levels"]
+        rates = {int(c): level["per_second"] or 0.0 for c, level in levels.items()}
+        peak_at = max(rates, key=lambda c: rates[c])
+        saturates_at = min(c for c, rate in rates.items() if rate >= SATURATED * rates[peak_at])
         found[key] = {
-            "cores_by_process": dict(ranked),
-            "busiest": ranked[0][0] if ranked else None,
-            "near_one_core": [name for name, value in ranked
-                              if value >= 0.85 and not name.startswith("postgres")],
-            "machine_busy_cores": None if busy is None else busy * (os.cpu_count() or 1),
+            "runs_per_second": {str(c): rate for c, rate in sorted(rates.items())},
+            "peak_runs_per_second": rates[peak_at], "peak_at_concurrency": peak_at,
+            "saturates_at_concurrency": saturates_at,
+            "bottleneck_at_saturation": levels[str(saturates_at)]["bottleneck"],
+            "bottleneck_at_peak": levels[str(peak_at)]["bottleneck"],
         }
     return found
 
@@ -488,7 +504,7 @@ def _tables(topologies: dict[str, Any], compared: dict[str, Any], plan: Plan) ->
                     "total p99", "n", "not done", "other cores", "attempt",
                     title=f"Streamed runs, {CHUNKS} chunks a reply ({windows}); ms")
     cpu = Table("topology", "conc.", *(label for label, _ in CPU_COLUMNS), "other", "machine",
-                "conns /run", "xacts /run",
+                "conns /run", "xacts /run", "limit",
                 title="CPU over the window: cores, and CPU ms per completed run; other = other "
                       "people's load; machine = busy cores of all; conns = new PostgreSQL "
                       "connections (sessions), xacts = transactions, committed or rolled back "
@@ -511,7 +527,7 @@ def _tables(topologies: dict[str, Any], compared: dict[str, Any], plan: Plan) ->
                         f"{_other_cores(s):.2f}",
                         "-" if busy is None else f"{busy * (os.cpu_count() or 1):.2f}",
                         _num(conns, 2),
-                        _num(xacts))
+                        _num(xacts), s["bottleneck"]["limit"] or "-")
         latency.add_section()
         cpu.add_section()
     added = Table("topology", "TTFT p50", "TTFT p99", "total p50", "total p99",
@@ -531,12 +547,13 @@ def _tables(topologies: dict[str, Any], compared: dict[str, Any], plan: Plan) ->
 
 def _plan(quick: bool) -> Plan:
     if quick:
-        levels = (TTFT_CONCURRENCY, QUICK_RATE_CONCURRENCY)
         budget = Budget(warmup_runs=QUICK_WARMUP_RUNS, runs=QUICK_RUNS)
-        return Plan(levels, dict.fromkeys(levels, budget), attempts=1, quiet_seconds=0.0)
-    levels = (TTFT_CONCURRENCY, RATE_CONCURRENCY)
-    budgets = {c: Budget(warmup_seconds=WARMUP_SECONDS, seconds=SECONDS[c]) for c in levels}
-    return Plan(levels, budgets, attempts=MAX_ATTEMPTS, quiet_seconds=QUIET_WAIT_SECONDS)
+        return Plan(QUICK_LEVELS, dict.fromkeys(QUICK_LEVELS, budget), attempts=1,
+                    quiet_seconds=0.0)
+    budgets = {c: Budget(warmup_seconds=WARMUP_SECONDS,
+                         seconds=TTFT_SECONDS if c == TTFT_CONCURRENCY else SECONDS)
+               for c in LEVELS}
+    return Plan(LEVELS, budgets, attempts=MAX_ATTEMPTS, quiet_seconds=QUIET_WAIT_SECONDS)
 
 
 def run(options: RunOptions) -> dict[str, Any]:
@@ -547,15 +564,15 @@ def run(options: RunOptions) -> dict[str, Any]:
         topologies = {"embedded": _run_embedded(upstream, plan, options),
                       **_run_distributed(upstream, plan, options)}
     compared = comparison(topologies, plan)
-    found = bottlenecks(topologies, plan)
+    found = saturation(topologies)
     for table in _tables(topologies, compared, plan):
         options.console.print(table)
     for key, seen in found.items():
-        cores = ", ".join(f"{name} {value:.2f}" for name, value in
-                          list(seen["cores_by_process"].items())[:4])
-        options.console.print(f"{key} at concurrency {compared['rate_concurrency']}: machine "
-                              f"busy {_num(seen['machine_busy_cores'], 2)} cores; busiest: "
-                              f"{cores}")
+        options.console.print(
+            f"{key}: peak {seen['peak_runs_per_second']:.1f} runs/s at concurrency "
+            f"{seen['peak_at_concurrency']}, {SATURATED:.0%} of it from "
+            f"{seen['saturates_at_concurrency']}; limited there by: "
+            f"{seen['bottleneck_at_saturation']['text']}")
     return {
         "parameters": {
             "topologies": {t.key: t.label for t in TOPOLOGIES},
@@ -576,6 +593,6 @@ def run(options: RunOptions) -> dict[str, Any]:
         "runstep_source": {"at_start": source, "at_end": source_fingerprint()},
         "notes": NOTES,
         "comparison": compared,
-        "bottlenecks": found,
+        "saturation": found,
         "topologies": topologies,
     }

@@ -1,11 +1,16 @@
-"""Load generation for the streamed-run benchmarks (``runs``, ``distributed``).
+"""Load generation for the streamed-run benchmarks (``runs``, ``distributed``, ``streams``).
 
-* CPU accounting: cumulative CPU seconds of named processes (``/proc/PID/stat``), of this
-  load generator (``os.times``), of PostgreSQL's processes (``PostgresCpu``) and of the whole
-  machine (``/proc/stat``), taken at both ends of a measured window (``Meter``).
-* The scripted Chat Completions upstream as a process of its own (``scripted_upstream``).
+* CPU and memory accounting: cumulative CPU seconds of named processes (``/proc/PID/stat``),
+  of this load generator (``os.times``), of PostgreSQL's processes (``PostgresCpu``) and of the
+  whole machine (``/proc/stat``), taken at both ends of a measured window (``Meter``), with
+  the named processes' resident memory at the end (``/proc/PID/status``); ``bottleneck``
+  names what limited a window.
+* The scripted Chat Completions upstream as a process of its own (``scripted_upstream``), and
+  named scripts registered on it (``Scripts``).
 * One streamed run (``runstep_run``): ``POST /v1/threads/{id}/runs`` with ``stream: true``,
   read to ``event: done``; time to the first ``thread.message.delta`` (TTFT) and to the end.
+  ``function_run``: the same, answered with ``submit_tool_outputs`` when it requires action.
+  ``direct_turns``: the same chat completions streamed straight from the upstream.
 * ``measure``: N concurrent clients, warm-up then a fixed window (or a fixed number of runs),
   and ``summarize_phase``: throughput of the runs that ended inside the window, latency of the
   runs that started in it.
@@ -13,13 +18,14 @@
 """
 
 import asyncio
+import json
 import math
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +55,10 @@ def auth_headers(api_key: str) -> dict[str, str]:
 # --- CPU accounting ---------------------------------------------------------------------------
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+BUSY_CORE = 0.85  # a process using this much of a core is limited by it (one Python thread)
+BUSY_MACHINE = 0.9  # a machine this busy (fraction of all its cores) is saturated
+MIN_BOTTLENECK_SECONDS = 1.0  # CPU times tick in 10 ms: shorter windows cannot tell
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -60,6 +70,15 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) from ``/proc/PID/stat``."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
+def memory_bytes(pid: int) -> dict[str, int]:
+    """Resident memory of a process now (``rss``) and at its peak so far (``hwm``), in bytes."""
+    found = {"rss": 0, "hwm": 0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            found["rss" if line.startswith("VmRSS") else "hwm"] = int(line.split()[1]) * 1024
+    return found
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -80,6 +99,7 @@ class CpuSnapshot:
     machine_busy: int
     machine_total: int
     excluded: frozenset[str] = frozenset()
+    memory: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # by name, see pids
 
 
 Meter = Callable[[], CpuSnapshot]
@@ -88,12 +108,13 @@ Meter = Callable[[], CpuSnapshot]
 
 def process_meter(pids: Mapping[str, int],
                   *more: Callable[[], tuple[Mapping[str, float], Collection[str]]]) -> Meter:
-    """Snapshots of the processes ``pids`` (name -> pid), then of whatever each of ``more``
-    reports (CPU seconds by name, and which of those names are excluded), then ``client``
-    (this process)."""
+    """Snapshots of the processes ``pids`` (name -> pid; their CPU time and resident memory),
+    then of whatever each of ``more`` reports (CPU seconds by name, and which of those names
+    are excluded), then ``client`` (this process)."""
 
     def take() -> CpuSnapshot:
         processes = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
+        memory = {name: memory_bytes(pid) for name, pid in pids.items()}
         excluded: set[str] = set()
         for extra in more:
             values, others = extra()
@@ -102,19 +123,25 @@ def process_meter(pids: Mapping[str, int],
         times = os.times()
         processes["client"] = times.user + times.system
         busy, total = machine_ticks()
-        return CpuSnapshot(time.perf_counter(), processes, busy, total, frozenset(excluded))
+        return CpuSnapshot(time.perf_counter(), processes, busy, total, frozenset(excluded),
+                           memory)
 
     return take
 
 
 def cpu_usage(before: CpuSnapshot, after: CpuSnapshot, runs: int) -> dict[str, Any]:
-    """CPU seconds, cores used (seconds / wall seconds) and ms per run of each process."""
+    """CPU seconds, cores used (seconds / wall seconds) and ms per run of each process; for the
+    processes measured by pid, their resident memory at the end of the window and at their
+    peak so far (MiB)."""
     wall = after.wall - before.wall
     usage: dict[str, Any] = {"wall_seconds": wall}
     for name, total in after.processes.items():
         seconds = total - before.processes.get(name, 0.0)
         usage[name] = {"cpu_seconds": seconds, "cores": seconds / wall if wall else None,
                        "cpu_ms_per_run": 1000 * seconds / runs if runs else None}
+        if name in after.memory:
+            usage[name]["rss_mib"] = after.memory[name]["rss"] / MIB
+            usage[name]["peak_rss_mib"] = after.memory[name]["hwm"] / MIB
     ticks = after.machine_total - before.machine_total
     busy = (after.machine_busy - before.machine_busy) / ticks if ticks else None
     usage["machine_busy_fraction"] = busy
@@ -124,6 +151,41 @@ def cpu_usage(before: CpuSnapshot, after: CpuSnapshot, runs: int) -> dict[str, A
                    if name not in after.excluded)
         usage["other_processes_cores"] = max(0.0, busy * cpus - ours)
     return usage
+
+
+def bottleneck(cpu: Mapping[str, Any]) -> dict[str, Any]:
+    """What limited a measured window, read from its CPU meters (``cpu_usage``): a process
+    near one full core (a Python process runs its event loop on one core: it can do no more),
+    or the machine with nearly all its cores busy (by whom: ours, and ``other processes``, the
+    machine's other load); if neither, nothing CPU-bound (the clients spend their time
+    waiting: latency-bound)."""
+    cpus = os.cpu_count() or 1
+    cores: dict[str, float] = {}
+    for name, value in cpu.items():
+        if isinstance(value, Mapping) and value.get("cores") is not None \
+                and name != PostgresCpu.OTHERS:
+            # PostgreSQL's processes (ours: backends, postmaster, background) as one
+            key = "postgres" if name.startswith("postgres") else name
+            cores[key] = cores.get(key, 0.0) + float(value["cores"])
+    if cpu.get("other_processes_cores") is not None:  # the machine's other load
+        cores["other processes"] = float(cpu["other_processes_cores"])
+    ranked = sorted(cores.items(), key=lambda item: -item[1])
+    busy = cpu.get("machine_busy_fraction")
+    machine = None if busy is None else busy * cpus
+    # PostgreSQL's many processes are not one event loop: never "one core"
+    pinned = [name for name, value in ranked if value >= BUSY_CORE
+              and not name.startswith("postgres") and name != "other processes"]
+    parts = [f"{name} at {cores[name]:.2f} cores (one event loop)" for name in pinned]
+    if busy is not None and busy >= BUSY_MACHINE:
+        top = ", ".join(f"{name} {value:.2f}" for name, value in ranked[:4])
+        parts.append(f"all {cpus} cores busy ({machine:.2f}: {top})")
+    limit = ("machine" if busy is not None and busy >= BUSY_MACHINE
+             else pinned[0] if pinned else None)
+    text = "; ".join(parts) if parts else "no process or core saturated (latency-bound)"
+    if (cpu.get("wall_seconds") or 0.0) < MIN_BOTTLENECK_SECONDS:
+        limit, text = None, "window too short to tell"
+    return {"limit": limit, "text": text, "near_one_core": pinned, "machine_busy_cores": machine,
+            "cores_by_process": dict(ranked)}
 
 
 class PostgresCpu:
@@ -259,7 +321,8 @@ class Upstream:
 
 @contextmanager
 def scripted_upstream(chunks: int = CHUNKS, timeout: float = 30.0) -> Iterator[Upstream]:
-    """``python -m tests.support.scripted_upstream`` on a free port, stopped on exit."""
+    """``python -m tests.support.scripted_upstream`` on a free port (its default reply:
+    ``chunks`` text chunks, no delay), stopped on exit."""
     command = [sys.executable, "-m", "tests.support.scripted_upstream", "--port", "0",
                "--chunks", str(chunks), "--chunk-delay", "0"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
@@ -287,6 +350,23 @@ def scripted_upstream(chunks: int = CHUNKS, timeout: float = 30.0) -> Iterator[U
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """Named scripts for the upstream: a message holding ``[[script:NAME]]`` gets NAME's (the
+    last one repeats; see ``tests.support.upstream_script``). A reset of the upstream's request
+    log forgets them, so ``reset`` registers them again."""
+
+    named: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+
+    async def reset(self, control: httpx.AsyncClient) -> None:
+        """Clear the upstream's request log (keeping it small), then register the scripts."""
+        ok(await control.post("/_control/reset"))
+        for name, scripts in self.named.items():
+            ok(await control.post(f"/_control/register/{name}", json=[dict(s) for s in scripts]))
 
 
 # --- one request ---------------------------------------------------------------------------------
@@ -327,36 +407,127 @@ def transport_errors(request: Callable[..., Awaitable[Sample]]) -> Callable[...,
     return guarded
 
 
+@dataclass
+class RunStream:
+    """What one Assistants SSE stream showed: when its first and last message deltas and its
+    ``event: done`` arrived, how many deltas, how it ended, and the data of
+    ``thread.run.requires_action`` (the run, with the tool calls to answer) if it asked."""
+
+    first_delta: float | None = None
+    last_delta: float | None = None
+    deltas: int = 0
+    done: float | None = None
+    completed: bool = False
+    error: str | None = None
+    requires_action: dict[str, Any] | None = None
+
+
+async def read_run_stream(response: httpx.Response,
+                          on_delta: Callable[[float], None] | None = None) -> RunStream:
+    """Read a run's SSE stream to its end (after ``event: done``, so the connection is reused);
+    ``on_delta`` is told the arrival time of each ``thread.message.delta``. A non-200 response
+    is an error (its body read)."""
+    seen = RunStream()
+    if response.status_code != 200:
+        text = (await response.aread())[:300].decode(errors="replace")
+        seen.error = f"HTTP {response.status_code}: {text}"
+        return seen
+    name = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+            if name == "thread.message.delta":
+                now = time.perf_counter()
+                if seen.first_delta is None:
+                    seen.first_delta = now
+                seen.last_delta = now
+                seen.deltas += 1
+                if on_delta is not None:
+                    on_delta(now)
+            elif name == "done":
+                seen.done = time.perf_counter()
+            elif name == "thread.run.completed":
+                seen.completed = True
+            elif name == "thread.run.requires_action":
+                pass  # its data line follows
+            elif name in END_EVENTS or name == "error":
+                seen.error = name
+        elif name == "thread.run.requires_action" and line.startswith("data: "):
+            seen.requires_action = json.loads(line[6:])
+    if seen.done is None:
+        seen.error = seen.error or "stream ended without event: done"
+    return seen
+
+
+def _sample(started: float, seen: RunStream, complete: bool) -> Sample:
+    ttft = None if seen.first_delta is None else seen.first_delta - started
+    ended = seen.done if seen.done is not None else time.perf_counter()
+    return Sample(started, ended, ttft, complete and seen.error is None, seen.error)
+
+
 @transport_errors
 async def runstep_run(client: httpx.AsyncClient, thread_id: str, assistant_id: str) -> Sample:
     """Create a streamed run and read its SSE stream to ``event: done``."""
     started = time.perf_counter()
-    ttft: float | None = None
-    ended: float | None = None
-    completed, error = False, None
     body = {"assistant_id": assistant_id, "stream": True}
     async with client.stream("POST", f"/v1/threads/{thread_id}/runs", json=body) as response:
-        if response.status_code != 200:
-            text = (await response.aread())[:300].decode(errors="replace")
-            return Sample(started, time.perf_counter(), None, False,
-                          f"HTTP {response.status_code}: {text}")
-        async for line in response.aiter_lines():
-            if not line.startswith("event: "):
-                continue
-            name = line[7:]
-            if name == "thread.message.delta":
-                if ttft is None:
-                    ttft = time.perf_counter() - started
-            elif name == "done":
-                ended = time.perf_counter()  # then drain, so the connection is reused
-            elif name == "thread.run.completed":
-                completed = True
-            elif name in END_EVENTS or name == "error":
-                error = name
-    if ended is None:
-        error = error or "stream ended without event: done"
-        ended = time.perf_counter()
-    return Sample(started, ended, ttft, completed and error is None, error)
+        seen = await read_run_stream(response)
+    return _sample(started, seen, seen.completed)
+
+
+@transport_errors
+async def function_run(client: httpx.AsyncClient, thread_id: str, assistant_id: str,
+                       output: str) -> Sample:
+    """A streamed run whose model calls a function: create it (its stream ends with
+    ``thread.run.requires_action``), answer every call with ``output`` through
+    ``submit_tool_outputs`` (streamed), read that stream to ``event: done``. TTFT is from the
+    creation to the first message delta of the answer; a run that answers without calling
+    (e.g. on a reused thread) is a sample as it is."""
+    started = time.perf_counter()
+    body = {"assistant_id": assistant_id, "stream": True}
+    async with client.stream("POST", f"/v1/threads/{thread_id}/runs", json=body) as response:
+        seen = await read_run_stream(response)
+    action = seen.requires_action
+    if action is None:
+        return _sample(started, seen, seen.completed)
+    calls = action["required_action"]["submit_tool_outputs"]["tool_calls"]
+    submit = {"stream": True,
+              "tool_outputs": [{"tool_call_id": call["id"], "output": output} for call in calls]}
+    path = f"/v1/threads/{thread_id}/runs/{action['id']}/submit_tool_outputs"
+    async with client.stream("POST", path, json=submit) as response:
+        answer = await read_run_stream(response)
+    return _sample(started, answer, answer.completed)
+
+
+@transport_errors
+async def direct_turns(client: httpx.AsyncClient, bodies: Sequence[dict[str, Any]]) -> Sample:
+    """Stream each chat completion of ``bodies`` from the upstream in turn, each read to
+    ``data: [DONE]``: what a client calling the upstream itself does for the same turns. TTFT
+    is to the first content chunk (of whichever turn), total to the last ``[DONE]``."""
+    started = time.perf_counter()
+    ttft: float | None = None
+    for body in bodies:
+        ended: float | None = None
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                text = (await response.aread())[:300].decode(errors="replace")
+                return Sample(started, time.perf_counter(), None, False,
+                              f"HTTP {response.status_code}: {text}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    ended = time.perf_counter()
+                elif ttft is None:
+                    chunk = json.loads(data)
+                    if any((c.get("delta") or {}).get("content")
+                           for c in chunk.get("choices") or ()):
+                        ttft = time.perf_counter() - started
+        if ended is None:
+            return Sample(started, time.perf_counter(), ttft, False,
+                          "stream ended without [DONE]")
+    return Sample(started, ended, ttft, ttft is not None)
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -565,11 +736,15 @@ class Threads:
                 "runs_on_a_reused_thread": self.reused}
 
 
+def calls_on(threads: Threads, call: Callable[[str], Awaitable[Sample]]) -> Workload:
+    """``call`` (a run on the thread it is given) on the threads ``threads`` hands out."""
+    return Workload(lambda i: call(threads.warmup(i)), lambda i: call(threads.measured(i)),
+                    threads.fill)
+
+
 def runs_on(client: httpx.AsyncClient, threads: Threads, assistant_id: str) -> Workload:
     """Streamed runs of ``assistant_id``, on the threads ``threads`` hands out."""
-    return Workload(lambda i: runstep_run(client, threads.warmup(i), assistant_id),
-                    lambda i: runstep_run(client, threads.measured(i), assistant_id),
-                    threads.fill)
+    return calls_on(threads, lambda thread: runstep_run(client, thread, assistant_id))
 
 
 def client_limits(concurrency: int) -> httpx.Limits:

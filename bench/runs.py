@@ -1,291 +1,475 @@
-"""Streamed runs through Runstep versus the same completions fetched straight from the upstream.
+"""Overhead: streamed runs through Runstep versus the same completions fetched straight from
+the upstream, and versus the floor (a minimal FastAPI/uvicorn relay, ``bench.floor``), at
+concurrency 1, 16, 64 and 256.
 
-Three processes on one machine: the scripted Chat Completions upstream (20 text chunks a reply,
-no delay), a ``runstep serve`` on SQLite pointed at it, and this load generator (one
-``httpx.AsyncClient``, N concurrent clients). At each concurrency level:
+Processes on one machine: the scripted Chat Completions upstream (20 text chunks a reply, no
+delay), a ``runstep serve`` on SQLite pointed at it (default settings, but no per-key rate
+limit), the floor pointed at it too, and this load generator (one ``httpx.AsyncClient`` per
+target, N concurrent clients). Three scenarios:
 
-* ``direct``: each client streams the chat completion Runstep sends for a run (captured from
-  the upstream's request log) straight from the upstream; time to the first content chunk and
-  to ``data: [DONE]``.
-* ``runstep``: each client loops ``POST /v1/threads/{id}/runs`` with ``stream: true``, reading
-  the SSE stream until ``event: done``; time to the first ``thread.message.delta`` (TTFT) and
-  to ``event: done``; a run counts as completed when ``thread.run.completed`` arrived. While
-  first warming up each client reuses its own thread; after that each run gets a fresh
-  one-message thread made beforehand (see ``Threads``), so every measured run asks the same of
-  the upstream as ``direct`` does.
+* ``text``: the model answers at once (one completion);
+* ``function``: the model calls a function (``get_weather``); the client answers with
+  ``submit_tool_outputs`` (streamed) and the model answers (two completions, two requests from
+  the client);
+* ``file_search``: the model calls ``file_search`` on a vector store of one small file
+  (ingested beforehand with the local embedding model); Runstep embeds the query, searches
+  and sends the passages back to the model (two completions, one request from the client).
+
+The upstream picks each scenario's replies by a ``[[script:NAME]]`` marker: in the user
+message (the call), in the function's output or in the file_search query (the answer). At
+each concurrency level, each mode:
+
+* ``direct``: each client streams the chat completion(s) Runstep sends for one run (captured
+  from the upstream's request log after a probe run) straight from the upstream, one after the
+  other; time to the first content chunk and to the last ``data: [DONE]``;
+* ``floor`` (``text`` only): each client streams a run from the floor, which relays the same
+  completion; time to the first ``thread.message.delta`` and to ``event: done``;
+* ``runstep``: each client loops ``POST /v1/threads/{id}/runs`` with ``stream: true`` (and
+  ``submit_tool_outputs`` when the run requires action), reading each SSE stream to ``event:
+  done``; time to the first ``thread.message.delta`` (TTFT) and to the last ``event: done``;
+  a run counts as completed when ``thread.run.completed`` arrived. While first warming up
+  each client reuses its own thread; after that each run gets a fresh one-message thread made
+  beforehand (see ``bench.load.Threads``), so every measured run asks the same of the upstream
+  as ``direct`` does.
 
 Each phase warms up first (twice: a drained warm-up gives the rate the fresh-thread pool is
 sized by, then the clients run on without a pause into the window), then is measured over a
 fixed window (``--quick``: a fixed number of runs, after drained warm-up runs). Throughput
 counts the runs that ended inside the window; latencies are of the runs that started in it.
-The CPU time of the server, the upstream and this process (from ``/proc/PID/stat`` and
-``os.times``) and of the whole machine (``/proc/stat``) is taken at both ends of the window.
-The load machinery (upstream process, streamed runs, warm-up and window, CPU accounting, the
-fresh-thread pool) is ``bench.load``, shared with the ``distributed`` benchmark.
+The CPU time of the server, the floor, the upstream and this process (from ``/proc/PID/stat``
+and ``os.times``) and of the whole machine (``/proc/stat``) is taken at both ends of the
+window, with the resident memory of each server at the end; ``bottleneck`` names what limited
+each phase. The load machinery is ``bench.load``, shared with ``distributed`` and ``streams``.
 """
 
 import asyncio
-import json
-import time
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from rich.table import Table
 
 from bench.common import RunOptions, running_server
+from bench.floor import Floor, floor_server
 from bench.load import (
     CHUNKS,
     CLIENT_TIMEOUT,
     FRESH_THREADS,
+    MIB,
     Budget,
+    Meter,
     Sample,
+    Scripts,
     Threads,
     Upstream,
     Workload,
     auth_headers,
+    bottleneck,
+    calls_on,
     client_limits,
+    direct_turns,
     event_loop_runner,
+    function_run,
     measure,
+    memory_bytes,
     new_thread,
     ok,
     process_meter,
-    runs_on,
     runstep_run,
     scripted_upstream,
     summarize_phase,
-    transport_errors,
 )
 from tests.support.server import ServerProcess
 
 API_KEY = "sk-bench-runs"
-LEVELS = (1, 16, 64)
+LEVELS = (1, 16, 64, 256)
 QUICK_LEVELS = (1, 4)
 WARMUP_SECONDS = 2.0
 SECONDS = 10.0
 QUICK_WARMUP_RUNS = 4
 QUICK_RUNS = 20
-ASSISTANT_BODY = {"model": "scripted-model", "name": "bench-runs", "instructions": "Be brief."}
-USER_MESSAGE = "Hello from the runs benchmark: please say something short."
+MODES = ("direct", "floor", "runstep")
 SERVER_ENV = {"RUNSTEP_REQUESTS_PER_MINUTE": "0"}  # measure runs, not the rate limiter
 HEADERS = auth_headers(API_KEY)
+ANSWER = {"text": ["Echo:"] + [" sunny"] * (CHUNKS - 1)}
+FUNCTION_OUTPUT = "18 degrees and sunny [[script:runs_function_answer]]"
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city now.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+SCRIPTS = Scripts({
+    "runs_function_call": [{"tool_calls": [{"name": "get_weather",
+                                            "arguments": {"city": "Paris"}}]}],
+    "runs_function_answer": [ANSWER],
+    "runs_file_search_call": [{"tool_calls": [{"name": "file_search", "arguments": {
+        "queries": ["the else clause of a for loop [[script:runs_file_search_answer]]"]}}]}],
+    "runs_file_search_answer": [ANSWER],
+})
+FILE_TOPICS = ("for", "while", "break", "continue")  # pydoc_data.topics: the searched file
 TARGETS = {
     "added_ttft_p50_ms": ("<", 10.0),
     "added_ttft_p99_ms": ("<", 50.0),
     "runs_per_second_c16": (">=", 100.0),
 }
 NOTES = [
-    "All three processes (scripted upstream, runstep serve, and this load generator) share "
-    "the same machine; the load generator's own CPU use (client_cpu) competes with the server "
-    "and the upstream, so absolute throughput is a lower bound of what the server alone could "
-    "do. Compare the cpu cores each process used against the machine's cpu_available.",
-    "At concurrency 16 and 64 the direct phase is bounded by this load generator (its "
-    "client cores near 1): direct numbers there are a floor for the upstream, not its limit.",
-    "direct replays, verbatim, the chat completion request body Runstep sent the upstream for "
-    "a run (captured from the upstream's request log), so both modes ask for the same reply.",
-    "added_* = runstep percentile - direct percentile at concurrency 1 (a difference of "
-    "percentiles, not a percentile of paired differences).",
+    "All processes (scripted upstream, runstep serve, the floor and this load generator) share "
+    "the same machine; the load generator's own CPU use (client cores) competes with the "
+    "server and the upstream, so absolute throughput is a lower bound of what the server alone "
+    "could do. Compare the cores each process used against the machine's cpu_available.",
+    "At high concurrency the direct phase is bounded by this load generator (its client cores "
+    "near 1): direct numbers there are a floor for the upstream, not its limit.",
+    "direct replays, verbatim, the chat completion request bodies Runstep sent the upstream "
+    "for one run (captured from the upstream's request log), so both modes ask for the same "
+    "replies; for function and file_search, two completions one after the other.",
+    "added_* = runstep (or floor) percentile - direct percentile at the same concurrency (a "
+    "difference of percentiles, not a percentile of paired differences). At concurrency above "
+    "the server's RUNSTEP_WORKER_CONCURRENCY (64 by default) runs wait in the queue for a "
+    "slot: added time there is mostly queueing behind a saturated server.",
+    "function: added time includes the client's submit_tool_outputs round trip (a second "
+    "request and stream) that calling the upstream directly does not have; file_search: it "
+    "includes embedding the query with the local model and the search (one file, a few "
+    "chunks: see the file_search benchmark for search at scale).",
     "The first (drained) warm-up reuses one thread per client; after it every run, measured "
     "or not, gets a fresh thread holding one user message (made beforehand, a pool sized from "
-    "the first warm-up's rate), because on a reused thread every run "
-    "adds a message and the next run's context (database reads, the SDK's request "
-    "transformation, the upstream prompt) grows with it: at ~20 runs/s a thread reaches "
-    "hundreds of messages within the window, which would measure thread length, not "
-    "per-run overhead, and would no longer match the direct baseline's request.",
+    "the first warm-up's rate), because on a reused thread every run adds messages and the "
+    "next run's context grows with it (and in the tool scenarios the upstream would answer "
+    "at once): that would measure thread length, not per-run overhead.",
     "Throughput counts runs that ended inside the measured window; latency summaries are of "
     "runs that started inside it.",
-    "cpu.other_processes_cores = machine busy cores (from /proc/stat) minus the three "
-    "processes above: anything else running on the machine meanwhile; when it is well above "
-    "zero the numbers of that phase are disturbed.",
-    "The server runs with RUNSTEP_REQUESTS_PER_MINUTE=0 (no per-key rate limit) so the "
-    "benchmark measures the run path, not the limiter.",
+    "cpu.other_processes_cores = machine busy cores (from /proc/stat) minus the processes "
+    "above: anything else running on the machine meanwhile; when it is well above zero the "
+    "numbers of that phase are disturbed.",
+    "bottleneck: a process at >= 0.85 cores is limited by its one event loop; a machine at "
+    ">= 90% of its cores is saturated as a whole.",
 ]
 
 
-# --- the direct baseline ------------------------------------------------------------------------
+# --- scenarios ----------------------------------------------------------------------------------
 
 
-@transport_errors
-async def direct_completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Sample:
-    """Stream one chat completion from the upstream, reading it to ``data: [DONE]``."""
-    started = time.perf_counter()
-    ttft: float | None = None
-    ended: float | None = None
-    async with client.stream("POST", "/chat/completions", json=body) as response:
-        if response.status_code != 200:
-            text = (await response.aread())[:300].decode(errors="replace")
-            return Sample(started, time.perf_counter(), None, False,
-                          f"HTTP {response.status_code}: {text}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line[6:]
-            if data == "[DONE]":
-                ended = time.perf_counter()
-            elif ttft is None:
-                chunk = json.loads(data)
-                if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
-                    ttft = time.perf_counter() - started
-    if ended is None:
-        return Sample(started, time.perf_counter(), ttft, False, "stream ended without [DONE]")
-    return Sample(started, ended, ttft, ttft is not None)
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    user_message: str
+    tools: tuple[dict[str, Any], ...] = ()
+    turns: int = 1  # chat completions per run
+    floor: bool = False  # measured against the floor too
 
 
-# --- the benchmark ------------------------------------------------------------------------------
+SCENARIOS = {
+    "text": Scenario("text", "text answer", "Hello from the runs benchmark: please say "
+                     "something short.", floor=True),
+    "function": Scenario("function", "one function call (submit_tool_outputs)",
+                         "What is the weather in Paris? [[script:runs_function_call]]",
+                         (WEATHER_TOOL,), turns=2),
+    "file_search": Scenario("file_search", "one file_search call",
+                            "What does else do after a for loop? "
+                            "[[script:runs_file_search_call]]",
+                            ({"type": "file_search"},), turns=2),
+}
 
 
-async def _run_levels(server: ServerProcess, upstream: Upstream, levels: tuple[int, ...],
-                      budget: Budget, options: RunOptions) -> dict[str, Any]:
-    meter = process_meter({"server": server.process.pid if server.process else 0,
-                           "upstream": upstream.pid})
-    top = max(levels)
+@dataclass(frozen=True)
+class Plan:
+    scenarios: tuple[str, ...]
+    levels: tuple[int, ...]
+    budget: Budget
+    floor: bool = True
+
+
+def full_plan() -> Plan:
+    return Plan(tuple(SCENARIOS), LEVELS, Budget(warmup_seconds=WARMUP_SECONDS, seconds=SECONDS))
+
+
+def quick_plan() -> Plan:
+    return Plan(tuple(SCENARIOS), QUICK_LEVELS,
+                Budget(warmup_runs=QUICK_WARMUP_RUNS, runs=QUICK_RUNS))
+
+
+# --- setting a scenario up ----------------------------------------------------------------------
+
+
+def searched_text() -> str:
+    """The file the file_search scenario searches: a few language reference topics."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name] for name in FILE_TOPICS)
+
+
+async def _vector_store(client: httpx.AsyncClient) -> str:
+    """A vector store of one file, ingested (the server's worker embeds it)."""
+    files = {"file": ("loops.txt", searched_text().encode(), "text/plain")}
+    file_id = ok(await client.post("/v1/files", data={"purpose": "assistants"},
+                                   files=files))["id"]
+    store_id: str = ok(await client.post("/v1/vector_stores", json={
+        "name": "bench-runs", "file_ids": [file_id]}))["id"]
+    for _ in range(1200):
+        counts = ok(await client.get(f"/v1/vector_stores/{store_id}"))["file_counts"]
+        if counts["in_progress"] == 0:
+            if counts["completed"] != 1:
+                raise RuntimeError(f"the searched file was not ingested: {counts}")
+            return store_id
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the searched file is still being ingested after 120 s")
+
+
+async def _assistant(client: httpx.AsyncClient, scenario: Scenario) -> str:
+    body: dict[str, Any] = {"model": "scripted-model", "name": f"bench-runs-{scenario.key}",
+                            "instructions": "Be brief.", "tools": list(scenario.tools)}
+    if scenario.key == "file_search":
+        body["tool_resources"] = {"file_search": {
+            "vector_store_ids": [await _vector_store(client)]}}
+    assistant_id: str = ok(await client.post("/v1/assistants", json=body))["id"]
+    return assistant_id
+
+
+def _runstep_call(scenario: Scenario, client: httpx.AsyncClient,
+                  assistant_id: str) -> Callable[[str], Awaitable[Sample]]:
+    if scenario.key == "function":
+        return lambda thread: function_run(client, thread, assistant_id, FUNCTION_OUTPUT)
+    return lambda thread: runstep_run(client, thread, assistant_id)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    """The processes measured and the clients talking to them."""
+
+    server: ServerProcess
+    upstream: Upstream
+    floor: Floor | None
+    runstep: httpx.AsyncClient
+    direct: httpx.AsyncClient
+    control: httpx.AsyncClient
+    floor_client: httpx.AsyncClient | None
+    meter: Meter = field(init=False)
+
+    def __post_init__(self) -> None:
+        pids = {"server": self.server.process.pid if self.server.process else 0,
+                "upstream": self.upstream.pid}
+        if self.floor is not None:
+            pids["floor"] = self.floor.pid
+        self.meter = process_meter(pids)
+
+
+async def _probe(targets: Targets, scenario: Scenario,
+                 call: Callable[[str], Awaitable[Sample]]) -> list[dict[str, Any]]:
+    """One run on a fresh thread: check the path works; the chat completion bodies it sent."""
+    await SCRIPTS.reset(targets.control)
+    probe = await call(await new_thread(targets.runstep, scenario.user_message))
+    if not probe.completed:
+        raise RuntimeError(f"{scenario.key}: a probe run did not complete: {probe.error}")
+    recorded = ok(await targets.control.get("/_control/requests"))
+    bodies = [request["body"] for request in recorded]
+    if len(bodies) != scenario.turns:
+        raise RuntimeError(f"{scenario.key}: a probe run made {len(bodies)} upstream requests, "
+                           f"not {scenario.turns}")
+    return bodies
+
+
+async def _measure_scenario(targets: Targets, scenario: Scenario, plan: Plan,
+                            options: RunOptions) -> dict[str, Any]:
+    assistant_id = await _assistant(targets.runstep, scenario)
+    call = _runstep_call(scenario, targets.runstep, assistant_id)
+    bodies = await _probe(targets, scenario, call)
+    floor = targets.floor_client if scenario.floor and plan.floor else None
+    if floor is not None:
+        ok(await floor.put("/_floor/chat", json=bodies[0]))
+    levels: dict[str, Any] = {}
+    for concurrency in plan.levels:
+        threads = await Threads.make(targets.runstep, concurrency, scenario.user_message)
+        workloads = {"direct": Workload(lambda i: direct_turns(targets.direct, bodies),
+                                        lambda i: direct_turns(targets.direct, bodies))}
+        if floor is not None:
+            workloads["floor"] = Workload(lambda i, c=floor: runstep_run(c, "thread", "asst"),
+                                          lambda i, c=floor: runstep_run(c, "thread", "asst"))
+        workloads["runstep"] = calls_on(threads, call)
+        level: dict[str, Any] = {}
+        for mode, workload in workloads.items():
+            await SCRIPTS.reset(targets.control)
+            task = options.progress.add_task(
+                f"runs: {scenario.key}, {mode} at concurrency {concurrency}",
+                total=plan.budget.progress_total)
+            try:
+                phase = await measure(concurrency, workload, plan.budget, targets.meter,
+                                      lambda task=task: options.progress.advance(task))
+            finally:
+                options.progress.remove_task(task)
+            summary = summarize_phase(phase)
+            summary["bottleneck"] = bottleneck(summary["cpu"])
+            level[mode] = summary
+        level["runstep"]["threads"] = threads.describe()
+        level["added"] = {mode: added(level[mode], level["direct"])
+                          for mode in ("floor", "runstep") if mode in level}
+        if "floor" in level and level["floor"]["per_second"]:
+            level["runstep_throughput_ratio_to_floor"] = (level["runstep"]["per_second"]
+                                                          / level["floor"]["per_second"])
+        levels[str(concurrency)] = level
+    return {"label": scenario.label, "user_message": scenario.user_message,
+            "tools": list(scenario.tools), "chat_request_bodies": bodies, "levels": levels}
+
+
+def added(mine: dict[str, Any], direct: dict[str, Any]) -> dict[str, float | None]:
+    """What ``mine`` adds to ``direct``: differences of their percentiles (ms)."""
+    result: dict[str, float | None] = {}
+    for metric in ("ttft", "total"):
+        for p in ("p50_ms", "p99_ms"):
+            a, b = mine[metric], direct[metric]
+            result[f"{metric}_{p}"] = None if a is None or b is None else float(a[p] - b[p])
+    return result
+
+
+async def _measure(server: ServerProcess, upstream: Upstream, floor: Floor | None, plan: Plan,
+                   options: RunOptions) -> dict[str, Any]:
+    top = max(plan.levels)
     runstep = httpx.AsyncClient(base_url=server.url, headers=HEADERS, timeout=CLIENT_TIMEOUT,
                                 limits=client_limits(top))
     direct = httpx.AsyncClient(base_url=upstream.base_url, timeout=CLIENT_TIMEOUT,
                                headers={"Authorization": "Bearer sk-upstream"},
                                limits=client_limits(top))
     control = httpx.AsyncClient(base_url=upstream.root, timeout=30.0)
+    floor_client = (None if floor is None else httpx.AsyncClient(
+        base_url=floor.url, timeout=CLIENT_TIMEOUT, limits=client_limits(top)))
     async with runstep, direct, control:
-        assistant_id: str = ok(await runstep.post("/v1/assistants", json=ASSISTANT_BODY))["id"]
-        # One run on a fresh thread: check the path works, and capture what it asks upstream.
-        ok(await control.post("/_control/reset"))
-        probe = await runstep_run(runstep, await new_thread(runstep, USER_MESSAGE), assistant_id)
-        if not probe.completed:
-            raise RuntimeError(f"a probe run did not complete: {probe.error}")
-        recorded = ok(await control.get("/_control/requests"))
-        chat_body: dict[str, Any] = recorded[-1]["body"]
-
-        results: dict[str, Any] = {}
-        for concurrency in levels:
-            threads = await Threads.make(runstep, concurrency, USER_MESSAGE)
-            level: dict[str, Any] = {}
-            workloads = {
-                "direct": Workload(lambda i: direct_completion(direct, chat_body),
-                                   lambda i: direct_completion(direct, chat_body)),
-                "runstep": runs_on(runstep, threads, assistant_id),
-            }
-            for mode, workload in workloads.items():
-                ok(await control.post("/_control/reset"))  # keep the upstream's log small
-                task = options.progress.add_task(f"runs: {mode} at concurrency {concurrency}",
-                                                 total=budget.progress_total)
-                try:
-                    phase = await measure(concurrency, workload, budget, meter,
-                                          lambda task=task: options.progress.advance(task))
-                finally:
-                    options.progress.remove_task(task)
-                level[mode] = summarize_phase(phase)
-            level["runstep"]["threads"] = threads.describe()
-            results[str(concurrency)] = level
-        return {"chat_request_body": chat_body, "levels": results}
+        try:
+            targets = Targets(server, upstream, floor, runstep, direct, control, floor_client)
+            return {key: await _measure_scenario(targets, SCENARIOS[key], plan, options)
+                    for key in plan.scenarios}
+        finally:
+            if floor_client is not None:
+                await floor_client.aclose()
 
 
-def _diff(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
-    if a is None or b is None:
-        return None
-    return float(a[key] - b[key])
+# --- reporting ----------------------------------------------------------------------------------
 
 
-def comparison(levels: dict[str, Any]) -> dict[str, Any]:
-    """Added latency at concurrency 1 and the targets, pass or fail (never asserted)."""
-    one = levels.get("1")
-    added: dict[str, float | None] = {}
-    if one is not None:
-        for metric in ("ttft", "total"):
-            for p in ("p50_ms", "p99_ms"):
-                added[f"added_{metric}_{p}"] = _diff(one["runstep"][metric],
-                                                     one["direct"][metric], p)
+def comparison(scenarios: dict[str, Any]) -> dict[str, Any]:
+    """The targets, pass or fail (never asserted): added TTFT of a text run at concurrency 1,
+    and completed text runs per second at concurrency 16."""
+    text = scenarios.get("text", {}).get("levels", {})
+    one = text.get("1", {}).get("added", {}).get("runstep", {})
     measured: dict[str, float | None] = {
-        "added_ttft_p50_ms": added.get("added_ttft_p50_ms"),
-        "added_ttft_p99_ms": added.get("added_ttft_p99_ms"),
-        "runs_per_second_c16": levels["16"]["runstep"]["per_second"] if "16" in levels else None,
+        "added_ttft_p50_ms": one.get("ttft_p50_ms"),
+        "added_ttft_p99_ms": one.get("ttft_p99_ms"),
+        "runs_per_second_c16": text["16"]["runstep"]["per_second"] if "16" in text else None,
     }
     targets = {}
     for name, (op, bound) in TARGETS.items():
         value = measured[name]
         passed = None if value is None else (value < bound if op == "<" else value >= bound)
         targets[name] = {"target": f"{op} {bound:g}", "value": value, "pass": passed}
-    return {"added_at_concurrency_1": added, "targets": targets}
+    return {"targets": targets}
 
 
 def _ms(summary: dict[str, Any] | None, key: str) -> str:
     return "-" if summary is None else f"{summary[key]:.1f}"
 
 
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _cores(cpu: dict[str, Any], name: str) -> str:
-    return f"{cpu[name]['cores']:.2f}"
+    return f"{cpu[name]['cores']:.2f}" if name in cpu else "-"
 
 
-def _per_run(cpu: dict[str, Any], name: str) -> str:
-    value = cpu[name]["cpu_ms_per_run"]
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _tables(levels: dict[str, Any], compared: dict[str, Any], budget: Budget) -> list[Table]:
-    window = budget.window()
-    latency = Table("conc.", "mode", "done/s", "TTFT p50", "TTFT p99", "total p50", "total p99",
-                    "n", "not done",
-                    title=f"Streamed runs vs direct upstream: {CHUNKS} chunks a reply, {window}; "
-                          "ms")
-    cpu = Table("conc.", "mode", "server cores", "server ms/run", "upstream cores",
-                "upstream ms/run", "client cores", "client ms/run", "other cores",
-                title="CPU over the measured window (cores = CPU s / wall s; ms/run = CPU ms per "
-                      "completed request)")
-    for concurrency, level in levels.items():
-        for mode in ("direct", "runstep"):
-            s = level[mode]
-            usage = s["cpu"]
-            latency.add_row(concurrency, mode, f"{s['per_second']:.1f}", _ms(s["ttft"], "p50_ms"),
-                            _ms(s["ttft"], "p99_ms"), _ms(s["total"], "p50_ms"),
-                            _ms(s["total"], "p99_ms"), str(s["total"]["n"] if s["total"] else 0),
-                            str(s["not_completed"]))
-            cpu.add_row(concurrency, mode, *(
-                cell for name in ("server", "upstream", "client")
-                for cell in (_cores(usage, name), _per_run(usage, name))),
-                f"{usage.get('other_processes_cores', 0.0):.2f}")
-        latency.add_section()
-        cpu.add_section()
+def _tables(scenarios: dict[str, Any], compared: dict[str, Any], budget: Budget) -> list[Table]:
+    latency = Table("scenario", "conc.", "mode", "done/s", "TTFT p50", "TTFT p99", "total p50",
+                    "total p99", "n", "not done",
+                    title=f"Streamed runs vs direct upstream and the floor: {CHUNKS} chunks a "
+                          f"reply, {budget.window()}; ms")
+    extra = Table("scenario", "conc.", "mode", "+TTFT p50", "+TTFT p99", "+total p50",
+                  "+total p99", title="Added to calling the upstream directly; ms")
+    cpu = Table("scenario", "conc.", "mode", "server", "floor", "upstream", "client", "other",
+                "server MiB", "limit",
+                title="CPU over the window (cores = CPU s / wall s); resident memory of the "
+                      "server at its end; what limited it (see bottleneck in the result)")
+    for key, scenario in scenarios.items():
+        for concurrency, level in scenario["levels"].items():
+            for mode in MODES:
+                if mode not in level:
+                    continue
+                s = level[mode]
+                usage = s["cpu"]
+                latency.add_row(key, concurrency, mode, _num(s["per_second"]),
+                                _ms(s["ttft"], "p50_ms"), _ms(s["ttft"], "p99_ms"),
+                                _ms(s["total"], "p50_ms"), _ms(s["total"], "p99_ms"),
+                                str(s["total"]["n"] if s["total"] else 0), str(s["not_completed"]))
+                target = {"floor": "floor", "runstep": "server"}.get(mode)
+                cpu.add_row(key, concurrency, mode, *(_cores(usage, name) for name in (
+                    "server", "floor", "upstream", "client")),
+                    f"{usage.get('other_processes_cores', 0.0):.2f}",
+                    _num(usage[target]["rss_mib"], 0) if target else "-",
+                    s["bottleneck"]["limit"] or "-")
+                if mode in level["added"]:
+                    a = level["added"][mode]
+                    extra.add_row(key, concurrency, mode, *(_num(a[f"{m}_{p}"]) for m in (
+                        "ttft", "total") for p in ("p50_ms", "p99_ms")))
+            latency.add_section()
+            cpu.add_section()
+        extra.add_section()
     targets = Table("metric", "value (ms or /s)", "target", "result",
-                    title="Added by Runstep at concurrency 1, and targets (reported, not asserted)")
-    for name, value in compared["added_at_concurrency_1"].items():
-        if name not in TARGETS:
-            targets.add_row(name, "-" if value is None else f"{value:.2f}", "", "")
+                    title="Targets, text runs (reported, not asserted)")
+    verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "n/a"}
     for name, target in compared["targets"].items():
-        value = target["value"]
-        verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "n/a"}
-        targets.add_row(name, "-" if value is None else f"{value:.2f}", target["target"],
-                        verdict[target["pass"]])
-    return [latency, cpu, targets]
+        targets.add_row(name, _num(target["value"], 2), target["target"], verdict[target["pass"]])
+    return [latency, extra, cpu, targets]
 
 
-def run(options: RunOptions) -> dict[str, Any]:
-    """Measure every level in both modes; print tables; return the result payload."""
-    if options.quick:
-        levels, budget = QUICK_LEVELS, Budget(warmup_runs=QUICK_WARMUP_RUNS, runs=QUICK_RUNS)
-    else:
-        levels, budget = LEVELS, Budget(warmup_seconds=WARMUP_SECONDS, seconds=SECONDS)
+def measure_plan(plan: Plan, options: RunOptions) -> dict[str, Any]:
+    """Measure ``plan``; print tables; return the result payload."""
     with scripted_upstream() as upstream:
         env = {"RUNSTEP_UPSTREAM_BASE_URL": upstream.base_url,
                "RUNSTEP_UPSTREAM_API_KEY": "sk-upstream", **SERVER_ENV}
-        with running_server("sqlite", [API_KEY], env=env) as server:
-            measured = event_loop_runner()(_run_levels(server, upstream, levels, budget, options))
-    compared = comparison(measured["levels"])
-    for table in _tables(measured["levels"], compared, budget):
+        with (running_server("sqlite", [API_KEY], env=env) as server,
+              floor_server(upstream.base_url) if plan.floor else nullcontext() as floor):
+            idle = {"server": _idle_rss(server.process.pid if server.process else 0)}
+            if floor is not None:
+                idle["floor"] = _idle_rss(floor.pid)
+            scenarios = event_loop_runner()(_measure(server, upstream, floor, plan, options))
+    compared = comparison(scenarios)
+    for table in _tables(scenarios, compared, plan.budget):
         options.console.print(table)
+    for key, scenario in scenarios.items():
+        for concurrency, level in scenario["levels"].items():
+            options.console.print(f"{key} at concurrency {concurrency}, runstep: "
+                                  f"{level['runstep']['bottleneck']['text']}")
     return {
         "parameters": {
             "store": "sqlite", "server_env": SERVER_ENV, "chunks_per_reply": CHUNKS,
-            "chunk_delay_seconds": 0,
-            "concurrency_levels": list(levels), **budget.describe(),
+            "chunk_delay_seconds": 0, "scenarios": list(plan.scenarios),
+            "concurrency_levels": list(plan.levels), **plan.budget.describe(),
             "client": "one httpx.AsyncClient per target, keep-alive, SSE read line by line"
                       f"{' on uvloop' if event_loop_runner() is not asyncio.run else ''}",
             "threads": "first warm-up: one thread per client, reused; then: "
                        + ("a fresh one-message thread per run" if FRESH_THREADS
                           else "the same thread per client, reused"),
-            "assistant": ASSISTANT_BODY,
-            "user_message": USER_MESSAGE, "targets": {k: f"{o} {b:g}" for k, (o, b) in
-                                                      TARGETS.items()},
+            "floor": "bench.floor: FastAPI StreamingResponse relaying the upstream"
+                     if plan.floor else None,
+            "searched_file_bytes": len(searched_text().encode()),
+            "targets": {k: f"{o} {b:g}" for k, (o, b) in TARGETS.items()},
         },
         "notes": NOTES,
-        "chat_request_body": measured["chat_request_body"],
+        "idle_memory_mib": idle,
         "comparison": compared,
-        "levels": measured["levels"],
+        "scenarios": scenarios,
     }
+
+
+def _idle_rss(pid: int) -> float:
+    return memory_bytes(pid)["rss"] / MIB
+
+
+def run(options: RunOptions) -> dict[str, Any]:
+    """The full plan (``--quick``: two low levels, a fixed number of runs)."""
+    return measure_plan(quick_plan() if options.quick else full_plan(), options)
+
+
+def tiny_plan() -> Plan:
+    """For the smoke test: every scenario and mode, a handful of runs."""
+    return Plan(tuple(SCENARIOS), (1, 2), Budget(warmup_runs=1, runs=4))
