@@ -23,6 +23,7 @@ from runstep.api import (
     vector_stores,
 )
 from runstep.api.context import Runtime
+from runstep.api.guard import RequestGuard
 from runstep.api.limits import RequestLimiter, StreamLimiter
 from runstep.api.middleware import RequestIdMiddleware
 from runstep.config import Settings
@@ -82,7 +83,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         runs=runs,
         models=catalog,
         requests=RequestLimiter(settings.requests_per_minute),
-        streams=StreamLimiter(settings.max_streams),
+        streams=StreamLimiter(settings.max_streams, settings.max_streams_per_key),
         blobs=blob_store(settings),
     )
 
@@ -124,7 +125,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        RequestGuard, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds
+    )
+    app.add_middleware(RequestIdMiddleware)  # outermost: refusals carry the request id too
     # runs before threads: POST /v1/threads/runs must not match POST /v1/threads/{thread_id}.
     for module in (health, metrics, models, assistants, runs, steps, threads, messages, files):
         app.include_router(module.router)

@@ -65,6 +65,7 @@ def serve(
     ] = True,
 ) -> None:
     """Start the HTTP server (API under /v1)."""
+    from runstep.api.connections import guarded_protocol
     from runstep.app import create_app
 
     settings = Settings.from_env(host=host, port=port, run_worker=worker)
@@ -81,7 +82,14 @@ def serve(
             raise typer.Exit(code=2)
     console.print(f"Runstep on http://{host}:{port}/v1 (database: {_safe_url(settings)})")
     console.print(f"Run inspector: http://{host}:{port}/inspector")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        http=guarded_protocol(settings),
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()

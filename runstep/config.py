@@ -47,6 +47,12 @@ class Settings:
     shutdown_seconds: float = 30.0
     requests_per_minute: int = 6000
     max_streams: int = 4096
+    max_streams_per_key: int = 1024
+    # what a client may send and how slowly (runstep/api/guard.py, runstep/api/connections.py)
+    max_body_bytes: int = 32 * 1024 * 1024
+    body_timeout_seconds: float = 60.0
+    header_timeout_seconds: float = 20.0
+    send_timeout_seconds: float = 60.0
     json_logs: bool = False
     event_retention_seconds: int = 3600
     max_file_bytes: int = 512 * 1024 * 1024
@@ -106,6 +112,11 @@ class Settings:
             "RUNSTEP_SHUTDOWN_SECONDS": ("shutdown_seconds", float),
             "RUNSTEP_REQUESTS_PER_MINUTE": ("requests_per_minute", int),
             "RUNSTEP_MAX_STREAMS": ("max_streams", int),
+            "RUNSTEP_MAX_STREAMS_PER_KEY": ("max_streams_per_key", int),
+            "RUNSTEP_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "RUNSTEP_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", float),
+            "RUNSTEP_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", float),
+            "RUNSTEP_SEND_TIMEOUT_SECONDS": ("send_timeout_seconds", float),
             "RUNSTEP_EVENT_RETENTION_SECONDS": ("event_retention_seconds", int),
             "RUNSTEP_MAX_FILE_BYTES": ("max_file_bytes", int),
             "RUNSTEP_CODE_INTERPRETER_PYTHON": ("code_interpreter_python", Path),

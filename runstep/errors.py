@@ -4,6 +4,7 @@ APIError                       any error a client should see
 ├── InvalidRequest        400  invalid_request_error
 ├── Unauthenticated       401  invalid_request_error (code invalid_api_key)
 ├── NotFound              404  invalid_request_error
+├── RequestTimeout        408  invalid_request_error (code request_timeout; closes the connection)
 ├── Conflict              409  invalid_request_error
 ├── PayloadTooLarge       413  invalid_request_error
 ├── RateLimited           429  rate_limit_exceeded (optional Retry-After)
@@ -59,6 +60,18 @@ class NotFound(APIError):
     def object(cls, kind: str, object_id: str) -> "NotFound":
         """The hosted API's wording: ``No thread found with id 'thread_x'.``"""
         return cls(f"No {kind} found with id '{object_id}'.")
+
+
+class RequestTimeout(APIError):
+    """The request did not arrive in time; the connection is closed after the answer."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["Connection"] = "close"
 
 
 class Conflict(APIError):

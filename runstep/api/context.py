@@ -36,6 +36,7 @@ class RequestContext:
     db: Database
     project_id: str
     runtime: Runtime
+    caller: str  # whom per-key limits count: the bearer token (open mode: maybe none)
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -55,8 +56,9 @@ async def request_context(request: Request) -> RequestContext:
     client = request.client.host if request.client else None
     token = _bearer_token(request)
     project_id = await runtime.authenticator.project_for(token, client)
-    runtime.requests.check(token or project_id)
-    return RequestContext(db=runtime.db, project_id=project_id, runtime=runtime)
+    caller = token or project_id
+    runtime.requests.check(caller)
+    return RequestContext(db=runtime.db, project_id=project_id, runtime=runtime, caller=caller)
 
 
 Context = Annotated[RequestContext, Depends(request_context)]

@@ -12,6 +12,10 @@ from runstep.errors import APIError, InternalError, InvalidRequest, Unavailable
 from runstep.store.db import DATABASE_DOWN
 
 log = logging.getLogger("runstep.api")
+JSON_INVALID = (
+    "We could not parse the JSON body of your request. The API expects a JSON payload, "
+    "but what was sent was not valid JSON."
+)
 
 
 def error_response(error: APIError) -> JSONResponse:
@@ -46,10 +50,7 @@ def _message(error: dict[str, Any], param: str) -> str:
     if kind == "missing":
         return f"Missing required parameter: '{param}'."
     if kind == "json_invalid":
-        return (
-            "We could not parse the JSON body of your request. The API expects a JSON payload, "
-            "but what was sent was not valid JSON."
-        )
+        return JSON_INVALID
     if kind == "string_too_long":
         return (
             f"Invalid '{param}': string too long. Expected a string with maximum length "

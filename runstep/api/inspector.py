@@ -144,9 +144,9 @@ async def events(
     status, last_seq = await inspector.run_state(ctx.db, ctx.project_id, run_id)
     finished = status in RUN_TERMINAL and after >= last_seq
     runtime = ctx.runtime
-    runtime.streams.acquire()
+    runtime.streams.acquire(ctx.caller)
     return EventSourceResponse(
-        _frames(runtime, run_id, after, finished),
+        _frames(runtime, ctx.caller, run_id, after, finished),
         ping=runtime.settings.stream_ping_seconds,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -164,7 +164,7 @@ async def follow(db: Database, bus: LocalBus, run_id: str, after: int) -> AsyncI
 
 
 async def _frames(
-    runtime: Runtime, run_id: str, after: int, finished: bool
+    runtime: Runtime, caller: str, run_id: str, after: int, finished: bool
 ) -> AsyncIterator[ServerSentEvent]:
     ACTIVE_STREAMS.inc()
     try:
@@ -179,4 +179,4 @@ async def _frames(
         yield ServerSentEvent(data="[DONE]", event="done")
     finally:
         ACTIVE_STREAMS.dec()
-        runtime.streams.release()
+        runtime.streams.release(caller)

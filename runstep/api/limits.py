@@ -1,5 +1,5 @@
-"""Overload protection: per-key request rates and a bound on open streams, refused early
-with 429 and ``Retry-After`` instead of degrading everyone."""
+"""Overload protection: per-key request rates and bounds on open streams (per process and per
+key), refused early with 429 and ``Retry-After`` instead of degrading everyone."""
 
 import math
 import time
@@ -41,19 +41,34 @@ class RequestLimiter:
 
 @dataclass
 class StreamLimiter:
-    """At most ``limit`` open streams in this process (0 = no limit)."""
+    """At most ``limit`` open streams in this process, ``per_key`` of them for one key
+    (0 = no limit)."""
 
     limit: int
+    per_key: int = 0
     open: int = 0
+    _by_key: dict[str, int] = field(default_factory=dict)
 
-    def acquire(self) -> None:
+    def acquire(self, key: str) -> None:
         if self.limit and self.open >= self.limit:
             REJECTED.labels("open_streams").inc()
             raise RateLimited(
                 f"This server holds its maximum of {self.limit} open streams; retry shortly.",
                 retry_after=1,
             )
+        held = self._by_key.get(key, 0)
+        if self.per_key and held >= self.per_key:
+            REJECTED.labels("open_streams_per_key").inc()
+            raise RateLimited(
+                f"This key holds its maximum of {self.per_key} open streams; retry once one "
+                "of them has ended.",
+                retry_after=1,
+            )
         self.open += 1
+        self._by_key[key] = held + 1
 
-    def release(self) -> None:
+    def release(self, key: str) -> None:
         self.open -= 1
+        held = self._by_key.pop(key) - 1
+        if held:
+            self._by_key[key] = held

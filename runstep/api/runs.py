@@ -52,11 +52,11 @@ async def stream_slot(ctx: RequestContext, wanted: bool | None) -> AsyncIterator
     if not wanted:
         yield
         return
-    ctx.runtime.streams.acquire()
+    ctx.runtime.streams.acquire(ctx.caller)
     try:
         yield
     except BaseException:
-        ctx.runtime.streams.release()
+        ctx.runtime.streams.release(ctx.caller)
         raise
 
 
@@ -65,7 +65,8 @@ def _stream(
 ) -> Response:
     runtime = ctx.runtime
     ping = runtime.settings.stream_ping_seconds
-    return run_stream(ctx.db, runtime.bus, runtime.streams, run_id, after_seq, ping, prefix)
+    slot = (runtime.streams, ctx.caller)
+    return run_stream(ctx.db, runtime.bus, slot, run_id, after_seq, ping, prefix)
 
 
 def _new_run_stream(

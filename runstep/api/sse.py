@@ -54,7 +54,7 @@ async def tail(
 async def _frames(
     db: Database,
     bus: LocalBus,
-    streams: StreamLimiter,
+    slot: tuple[StreamLimiter, str],
     run_id: str,
     after_seq: int,
     prefix: Sequence[tuple[str, str]],
@@ -74,7 +74,8 @@ async def _frames(
         yield _frame("done", "[DONE]")
     finally:
         ACTIVE_STREAMS.dec()
-        streams.release()
+        streams, key = slot
+        streams.release(key)
 
 
 def _frame(event: str, data: str) -> ServerSentEvent:
@@ -88,16 +89,16 @@ def _ping() -> ServerSentEvent:
 def run_stream(
     db: Database,
     bus: LocalBus,
-    streams: StreamLimiter,
+    slot: tuple[StreamLimiter, str],
     run_id: str,
     after_seq: int,
     ping_seconds: float,
     prefix: Sequence[tuple[str, str]] = (),
 ) -> EventSourceResponse:
     """The SSE response for a run from ``after_seq`` on, after the ``prefix`` events; it
-    releases a slot the caller reserved in ``streams`` when it ends."""
+    releases the ``slot`` (limiter, key) the caller reserved when it ends."""
     return EventSourceResponse(
-        _frames(db, bus, streams, run_id, after_seq, prefix),
+        _frames(db, bus, slot, run_id, after_seq, prefix),
         ping=ping_seconds,
         ping_message_factory=_ping,
         sep="\n",

@@ -1,6 +1,6 @@
 """Threads: create and modify requests and the ThreadObject."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -8,9 +8,13 @@ from runstep.protocol.common import Metadata, RequestModel, WireModel
 from runstep.protocol.messages import CreateMessageRequest
 from runstep.protocol.tools import ToolResources
 
+MAX_THREAD_MESSAGES = 32  # the hosted API's bound on a new thread's messages
+
 
 class CreateThreadRequest(RequestModel):
-    messages: list[CreateMessageRequest] | None = None
+    messages: (
+        Annotated[list[CreateMessageRequest], Field(max_length=MAX_THREAD_MESSAGES)] | None
+    ) = None
     tool_resources: ToolResources | None = None
     metadata: Metadata | None = None
 

@@ -136,3 +136,70 @@ def test_health_answers_without_a_key(server: RunningServer) -> None:
         response = httpx.get(server.process.url + path)
         assert response.status_code == 200 and response.json()["status"] == "ok"
         assert response.json()["providers"]["default"]["status"] == "healthy"
+
+
+def _thread_count(http: httpx.Client, server: RunningServer) -> int:
+    """The tenant's threads, as the inspector lists them (the API has no thread list)."""
+    headers = {"Authorization": http.headers["authorization"]}
+    page = httpx.get(f"{server.process.url}/inspector/api/threads?limit=100", headers=headers)
+    return len(page.json()["data"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"model": "m", "metadata": {"\ud800": "v"}}',
+        rb'{"model": "m", "metadata": {"k": "x\udfff"}}',
+        rb'{"model": "m", "name": "a\u0000b"}',
+        rb'{"model": "m\u0000"}',
+    ],
+)
+def test_unstorable_text_is_a_400_and_nothing_is_written(http: httpx.Client, raw: bytes) -> None:
+    """Regression: an unpaired surrogate escape in a metadata key or value was accepted, stored,
+    and then broke every read of the tenant's list (500); NUL broke PostgreSQL text."""
+    response = http.post("/assistants", content=raw, headers={"content-type": "application/json"})
+    assert _error(response, 400)["type"] == "invalid_request_error"
+    assert _assistant_count(http) == 0
+
+
+def test_unstorable_message_text_is_refused_and_the_thread_stays_readable(
+    http: httpx.Client, server: RunningServer
+) -> None:
+    thread = http.post("/threads", json={}).json()
+    for content in (rb'"a\ud800b"', rb'[{"type": "text", "text": "\udc00"}]', rb'"\u0000"'):
+        body = b'{"role": "user", "content": ' + content + b"}"
+        response = http.post(
+            f"/threads/{thread['id']}/messages",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        _error(response, 400)
+    raw = rb'{"messages": [{"role": "user", "content": "x\ud83d"}]}'
+    _error(http.post("/threads", content=raw, headers={"content-type": "application/json"}), 400)
+    assert http.get(f"/threads/{thread['id']}/messages").json()["data"] == []
+    assert _thread_count(http, server) == 1
+    # a pair is one character, and an escaped backslash is just text: both are fine
+    fine = rb'{"role": "user", "content": "\ud83d\ude00 \\u0000 \\ud800"}'
+    created = http.post(
+        f"/threads/{thread['id']}/messages",
+        content=fine,
+        headers={"content-type": "application/json"},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["content"][0]["text"]["value"] == "😀 \\u0000 \\ud800"
+
+
+@pytest.mark.parametrize("path", ["/assistants/asst_%00x", "/threads/thread_x/messages?after=a%00"])
+def test_nul_in_the_url_is_a_400(http: httpx.Client, path: str) -> None:
+    """Regression: on PostgreSQL a NUL in an id or cursor was a 500."""
+    assert "NUL" in _error(http.get(path), 400)["message"]
+
+
+def test_a_new_thread_takes_at_most_32_messages(http: httpx.Client, server: RunningServer) -> None:
+    messages = [{"role": "user", "content": f"m{i}"} for i in range(33)]
+    error = _error(http.post("/threads", json={"messages": messages}), 400)
+    assert error["param"] == "messages" and "maximum length 32" in error["message"]
+    body = {"assistant_id": "asst_x", "thread": {"messages": messages}}
+    assert _error(http.post("/threads/runs", json=body), 400)["param"] == "thread.messages"
+    assert _thread_count(http, server) == 0
+    assert http.post("/threads", json={"messages": messages[:32]}).status_code == 200
