@@ -125,7 +125,20 @@ def worker(
 
 
 def _configure_logging(settings: Settings) -> None:
-    configure_logging(settings.json_logs)
+    configure_logging(settings.json_logs, _secrets(settings))
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    """What the logs must never show: API keys, upstream keys and headers, the secret."""
+    secrets = [*settings.api_keys, settings.upstream_api_key]
+    secrets += (settings.secret_key or "").split(",")
+    try:
+        upstreams = load_upstreams(settings)
+    except ConfigError:
+        upstreams = []  # _check_providers says why and stops
+    for upstream in upstreams:
+        secrets += [upstream.api_key, *upstream.headers.values()]
+    return secrets
 
 
 def _check_providers(settings: Settings) -> None:

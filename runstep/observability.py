@@ -1,9 +1,12 @@
-"""Metrics (Prometheus) and structured logs carrying the request and run ids."""
+"""Metrics (Prometheus) and structured logs carrying the request and run ids, with secrets
+scrubbed from every line."""
 
 import contextvars
 import json
 import logging
+import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -74,8 +77,9 @@ class JsonFormatter(logging.Formatter):
         for name, var in (("request_id", request_id), ("run_id", run_id)):
             if (value := var.get()) is not None:
                 entry[name] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        exception = record.exc_text or (record.exc_info and self.formatException(record.exc_info))
+        if exception:
+            entry["exception"] = exception
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -91,8 +95,48 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
-def configure_logging(json_logs: bool) -> None:
+# Key-like tokens: OpenAI-style (``sk-...``, our own ``sk-rs-...`` too), Google API keys, and
+# whatever follows ``Bearer``.
+SECRET_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}|AIza[A-Za-z0-9_\-]{20,}|(?i:bearer\s+)\S{8,}")
+REDACTED = "[redacted]"
+MIN_SECRET_LENGTH = 8
+
+
+class SecretFilter(logging.Filter):
+    """Redacts secrets from a record before any formatter sees it: the configured ones
+    (upstream keys, API keys, the sealing secret) and anything key-like, in the message, its
+    arguments, the exception and the stack."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        known = {secret for secret in secrets if secret and len(secret) >= MIN_SECRET_LENGTH}
+        self.secrets = sorted(known, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return SECRET_LIKE.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit: keep the template alone
+            message = str(record.msg)
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def configure_logging(json_logs: bool, secrets: Iterable[str | None] = ()) -> None:
+    """Log to stderr, one line per record (JSON or text), secrets redacted."""
     handler = logging.StreamHandler()
+    handler.addFilter(SecretFilter(secrets))
     handler.setFormatter(JsonFormatter() if json_logs else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
