@@ -95,11 +95,16 @@ class RunningServer:
 
     def new_key(self) -> str:
         """A stored key in a new project: a clean tenant for one test."""
+        return self.new_tenant()[0]
 
-        async def issue() -> str:
+    def new_tenant(self) -> tuple[str, str]:
+        """(key, project id) of a new project with one stored key."""
+
+        async def issue() -> tuple[str, str]:
             database = Database(self.database_url)
             try:
-                return (await create_key(database, "test")).key
+                issued = await create_key(database, "test")
+                return issued.key, issued.project_id
             finally:
                 await database.close()
 
