@@ -16,6 +16,9 @@ from runstep.config import Settings
 
 log = logging.getLogger("runstep.connections")
 MAX_HEADER_BYTES = 64 * 1024
+# After a refusal, what the client still sends is read and dropped this long before the
+# connection closes, so that the refusal is not lost to a reset (a lingering close).
+LINGER_SECONDS = 1.0
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -31,6 +34,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
+        self._refused = False
         super().connection_made(transport)
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
 
@@ -41,6 +45,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._awaiting_headers:
             room = self.max_header_bytes - self._header_bytes
             if len(data) > room:  # feed what may still be headers; the rest only if they end
@@ -76,7 +82,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer in the error envelope and close, before any request reached the app."""
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
         body = json.dumps(
             {
@@ -92,9 +98,11 @@ class GuardedProtocol(HttpToolsProtocol):
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status, REASONS[status], len(body))
         )
-        self._awaiting_headers = False
+        self._awaiting_headers, self._refused = False, True
         self.transport.write(head + body)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def pause_writing(self) -> None:
         super().pause_writing()
