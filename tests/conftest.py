@@ -1,5 +1,6 @@
 """Shared fixtures: fresh databases on both stores, and a real server process per store."""
 
+import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from runstep.services.keys import create_key
 from runstep.store.db import Database
@@ -33,6 +35,12 @@ SANDBOX_ENV = {
 
 
 TEST_SECONDS = 120
+
+# Property-based tests explore new examples on every local run; in CI (CI=true) they replay the
+# same ones, so a red build is reproducible and never a coin toss.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
