@@ -36,7 +36,7 @@ class RequestContext:
     db: Database
     project_id: str
     runtime: Runtime
-    caller: str  # whom per-key limits count: the bearer token (open mode: maybe none)
+    caller: str  # what per-key limits count by: the bearer token, else (open mode) the project
 
 
 def runtime_of(request: Request) -> Runtime:
