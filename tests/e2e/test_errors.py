@@ -189,6 +189,19 @@ def test_unstorable_message_text_is_refused_and_the_thread_stays_readable(
     assert created.json()["content"][0]["text"]["value"] == "😀 \\u0000 \\ud800"
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/threads/runs", rb'{"assistant_id": "asst_\u0000"}'),
+        ("/vector_stores", rb'{"file_ids": ["file-\u0000"]}'),
+    ],
+)
+def test_nul_in_an_id_in_a_body_is_a_400(http: httpx.Client, path: str, raw: bytes) -> None:
+    """Regression: on PostgreSQL looking such an id up was a 500."""
+    response = http.post(path, content=raw, headers={"content-type": "application/json"})
+    assert "NUL" in _error(response, 400)["message"]
+
+
 @pytest.mark.parametrize("path", ["/assistants/asst_%00x", "/threads/thread_x/messages?after=a%00"])
 def test_nul_in_the_url_is_a_400(http: httpx.Client, path: str) -> None:
     """Regression: on PostgreSQL a NUL in an id or cursor was a 500."""
