@@ -25,14 +25,9 @@ from tests.support import databases
 MIGRATE_TIMEOUT_SECONDS = 120
 
 
-def sync_url(url: str) -> str:
-    """The same database through a synchronous driver (psycopg 3 is both)."""
-    return url.replace("sqlite+aiosqlite", "sqlite")
-
-
 def schema_diff(url: str) -> list[Any]:
     """Alembic's autogenerate diff between the live schema and ``tables.metadata``."""
-    engine = sa.create_engine(sync_url(url))
+    engine = sa.create_engine(databases.sync_url(url))
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(

@@ -32,10 +32,14 @@ def _url_for(database: str) -> str:
     return sa.make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
 
 
+def sync_url(url: str) -> str:
+    """The same database through a synchronous driver (psycopg 3 is both)."""
+    return url.replace("sqlite+aiosqlite", "sqlite")
+
+
 def migrate_sync(url: str) -> None:
     """Bring a database at ``url`` (async driver URL) to the newest schema."""
-    sync_url = url.replace("+aiosqlite", "")
-    engine = sa.create_engine(sync_url)
+    engine = sa.create_engine(sync_url(url))
     try:
         with engine.begin() as connection:
             migrate.upgrade_connection(connection)

@@ -17,6 +17,7 @@ import openai
 import sqlalchemy as sa
 
 from runstep.store import tables
+from tests.support.databases import sync_url
 from tests.support.runs import WEATHER, scripted, wait_for_run
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.upstream_script import Script, ToolCall
@@ -24,11 +25,6 @@ from tests.support.validating_client import client as validating_client
 
 MODEL = "gpt-4o"
 ACTIVE_RUNS = ("queued", "in_progress", "cancelling")
-
-
-def sync_url(url: str) -> str:
-    """The tests' async driver URL as a synchronous one (psycopg serves both)."""
-    return url.replace("+aiosqlite", "")
 
 
 @contextmanager
