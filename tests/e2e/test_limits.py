@@ -20,12 +20,11 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import upstream_env
+from tests.conftest import sqlite_server, upstream_env
 from tests.distributed.helpers import LiveStream, eventually, slow_text
 from tests.support.runs import scripted
 from tests.support.scripted_upstream import ScriptedUpstream
@@ -50,16 +49,8 @@ TIGHT = {
 def tight(
     tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedUpstream
 ) -> Iterator[ServerProcess]:
-    directory: Path = tmp_path_factory.mktemp("tight")
-    env = {
-        "RUNSTEP_DATA_DIR": str(directory),
-        "RUNSTEP_DATABASE_URL": "",
-        **upstream_env(upstream),
-        **TIGHT,
-    }
-    process = ServerProcess(env=env, log_path=directory / "server.log").start()
-    yield process
-    process.stop()
+    with sqlite_server(tmp_path_factory.mktemp("tight"), **upstream_env(upstream), **TIGHT) as up:
+        yield up
 
 
 def key() -> dict[str, str]:
