@@ -30,7 +30,6 @@ measured again (the least disturbed attempt is kept; every attempt is recorded).
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -51,6 +50,8 @@ from bench.common import (
 from bench.load import (
     CHUNKS,
     CLIENT_TIMEOUT,
+    DISTURBED_CORES,
+    QUIET_CORES,
     Budget,
     CpuSnapshot,
     Meter,
@@ -61,10 +62,11 @@ from bench.load import (
     bottleneck,
     client_limits,
     event_loop_runner,
-    machine_ticks,
+    least_disturbed,
     measure,
     new_thread,
     ok,
+    other_cores,
     process_meter,
     runs_on,
     runstep_run,
@@ -89,9 +91,7 @@ TTFT_SECONDS = 20.0  # longer at concurrency 1: its p99 needs samples
 QUICK_WARMUP_RUNS = 2
 QUICK_RUNS = 8
 MAX_ATTEMPTS = 3  # a phase disturbed by other load is measured again, up to this many times
-DISTURBED_CORES = 0.25  # other processes' cores (of 2) above which a phase counts as disturbed
-QUIET_CORES = 0.25  # before a phase, wait for the machine's busy cores to fall below this ...
-QUIET_WAIT_SECONDS = 30.0  # ... for at most this long
+QUIET_WAIT_SECONDS = 30.0  # before a phase, wait this long at most for a quiet machine
 ASSISTANT_BODY = {"model": "scripted-model", "name": "bench-distributed",
                   "instructions": "Be brief."}
 USER_MESSAGE = "Hello from the distributed benchmark: please say something short."
@@ -281,30 +281,6 @@ class ClusterMeter:
         return report
 
 
-async def wait_for_quiet(threshold_cores: float, max_seconds: float) -> dict[str, Any]:
-    """Wait (up to ``max_seconds``) until the machine's busy cores over one second fall below
-    ``threshold_cores`` (our processes are idle meanwhile); how long it waited, and the last
-    busy cores seen."""
-    started = time.perf_counter()
-    cpus = os.cpu_count() or 1
-    busy_cores = 0.0
-    if max_seconds <= 0:
-        return {"waited_seconds": 0.0, "busy_cores": None}
-    while True:
-        before = machine_ticks()
-        await asyncio.sleep(1.0)
-        after = machine_ticks()
-        ticks = after[1] - before[1]
-        busy_cores = cpus * (after[0] - before[0]) / ticks if ticks else 0.0
-        waited = time.perf_counter() - started
-        if busy_cores < threshold_cores or waited >= max_seconds:
-            return {"waited_seconds": round(waited, 1), "busy_cores": round(busy_cores, 3)}
-
-
-def _other_cores(summary: dict[str, Any]) -> float:
-    return float(summary["cpu"].get("other_processes_cores") or 0.0)
-
-
 @dataclass(frozen=True)
 class Plan:
     levels: tuple[int, ...]
@@ -327,16 +303,13 @@ async def _measure_topology(topology: Topology, server: ServerProcess, meter: Cl
         levels: dict[str, Any] = {}
         for concurrency in plan.levels:
             budget = plan.budgets[concurrency]
-            attempts: list[dict[str, Any]] = []
-            for attempt in range(1, plan.attempts + 1):
-                quiet = await wait_for_quiet(QUIET_CORES, plan.quiet_seconds)
+            label = f"distributed: {topology.key} at concurrency {concurrency}"
+
+            async def attempt(concurrency: int = concurrency, budget: Budget = budget,
+                              label: str = label) -> dict[str, Any]:
                 ok(await control.post("/_control/reset"))  # keep the upstream's log small
                 threads = await Threads.make(client, concurrency, USER_MESSAGE)
-                label = f"distributed: {topology.key} at concurrency {concurrency}"
-                task = options.progress.add_task(
-                    label + (f" (attempt {attempt})" if attempt > 1 else ""),
-                    total=budget.progress_total)
-                load_average = list(os.getloadavg())
+                task = options.progress.add_task(label, total=budget.progress_total)
                 try:
                     phase = await measure(concurrency, runs_on(client, threads, assistant_id),
                                           budget, meter,
@@ -347,24 +320,11 @@ async def _measure_topology(topology: Topology, server: ServerProcess, meter: Cl
                 summary["bottleneck"] = bottleneck(summary["cpu"])
                 summary.update(meter.window(summary["completed_in_window"]))
                 summary["threads"] = threads.describe()
-                summary["before"] = {"quiet_wait": quiet, "load_average": load_average}
-                attempts.append(summary)
-                other = _other_cores(summary)
-                if other <= DISTURBED_CORES:
-                    break
-                if attempt < plan.attempts:
-                    options.console.print(
-                        f"[yellow]{label}: other processes used {other:.2f} cores "
-                        f"(> {DISTURBED_CORES:g}); measuring again[/yellow]")
-            kept = min(range(len(attempts)), key=lambda i: _other_cores(attempts[i]))
-            level = attempts[kept]
-            level["disturbed"] = _other_cores(level) > DISTURBED_CORES
-            level["attempt_kept"] = kept + 1
-            level["attempts"] = [
-                {"other_processes_cores": _other_cores(a), "per_second": a["per_second"],
-                 "ttft_p50_ms": a["ttft"]["p50_ms"] if a["ttft"] else None,
-                 "ttft_p99_ms": a["ttft"]["p99_ms"] if a["ttft"] else None}
-                for a in attempts]
+                return summary
+
+            level = await least_disturbed(
+                attempt, plan.attempts, plan.quiet_seconds,
+                lambda text: options.console.print(f"[yellow]{text}[/yellow]"), label)
             levels[str(concurrency)] = level
         return levels
 
@@ -515,7 +475,7 @@ def _tables(topologies: dict[str, Any], compared: dict[str, Any], plan: Plan) ->
             latency.add_row(key, concurrency, _num(s["per_second"]), _ms(s["ttft"], "p50_ms"),
                             _ms(s["ttft"], "p99_ms"), _ms(s["total"], "p50_ms"),
                             _ms(s["total"], "p99_ms"), str(s["total"]["n"] if s["total"] else 0),
-                            str(s["not_completed"]), f"{_other_cores(s):.2f}",
+                            str(s["not_completed"]), f"{other_cores(s):.2f}",
                             f"{s['attempt_kept']}/{len(s['attempts'])}"
                             + (" [red]disturbed[/red]" if s["disturbed"] else ""))
             busy = usage.get("machine_busy_fraction")
@@ -524,7 +484,7 @@ def _tables(topologies: dict[str, Any], compared: dict[str, Any], plan: Plan) ->
             xacts = (None if stats.get("xact_commit") is None
                      else stats["xact_commit"] + stats["xact_rollback"])
             cpu.add_row(key, concurrency, *(_cpu_cell(usage, names) for _, names in CPU_COLUMNS),
-                        f"{_other_cores(s):.2f}",
+                        f"{other_cores(s):.2f}",
                         "-" if busy is None else f"{busy * (os.cpu_count() or 1):.2f}",
                         _num(conns, 2),
                         _num(xacts), s["bottleneck"]["limit"] or "-")

@@ -132,7 +132,8 @@ def throughput_plot(runs: dict[str, Any] | None, distributed: dict[str, Any] | N
         _levels_axis(left, sorted(all_levels))
     left.set_yscale("log")
     left.set_ylabel("completed runs per second")
-    left.set_title("Text runs (20 chunks): throughput versus concurrency", fontsize=10)
+    left.set_title("Text runs (20 chunks); dashed: bounded by the load generator from 16-64 on",
+                   fontsize=9)
     left.legend(fontsize=7)
     if runs is not None:
         levels: list[int] = []
@@ -159,26 +160,33 @@ def streams_plot(streams: dict[str, Any], path: Path) -> Path:
     fig, (latency, memory, relay) = plt.subplots(1, 3, figsize=(15, 4.8))
     for name, result in streams["targets"].items():
         steps = result["held"]
-        held = [step["streams_holding"] for step in steps]
+        opened = [step["streams_opened"] for step in steps]
         color = COLORS.get(name, "black")
-        latency.plot(held, [step["added_inter_token_p99_ms"] for step in steps], "-o",
-                     color=color, label=f"{LABELS.get(name, name)} p99")
-        latency.plot(held, [step["added_inter_token_p50_ms"] for step in steps], ":o",
+        p99 = [step["added_inter_token_p99_ms"] for step in steps]
+        per_stream = [step["kib_per_stream"] for step in steps]
+        latency.plot(opened, p99, "-o", color=color, label=f"{LABELS.get(name, name)} p99")
+        latency.plot(opened, [step["added_inter_token_p50_ms"] for step in steps], ":o",
                      color=color, markersize=3, label=f"{LABELS.get(name, name)} p50")
-        memory.plot(held, [step["kib_per_stream"] for step in steps], "-o", color=color,
-                    label=LABELS.get(name, name))
+        memory.plot(opened, per_stream, "-o", color=color, label=LABELS.get(name, name))
+        for step, y_latency, y_memory in zip(steps, p99, per_stream, strict=True):
+            if step["streams_holding"] < step["streams_opened"]:  # the rest never started
+                note = f"{step['streams_holding']:,} held"
+                for ax, y in ((latency, y_latency), (memory, y_memory)):
+                    if y is not None:
+                        ax.annotate(note, (step["streams_opened"], y), fontsize=7, color=color,
+                                    textcoords="offset points", xytext=(-40, 4))
     latency.axhline(goals["added_inter_token_p99_ms"], color="black", linestyle="--",
                     linewidth=0.8, label="goal (p99)")
-    latency.set_xlabel("streams held (one token a second each)")
+    latency.set_xlabel("streams opened (one token a second each)")
     latency.set_ylabel("ms added to the 1 s between tokens")
     latency.set_title("Inter-token latency added", fontsize=10)
     latency.legend(fontsize=7)
     latency.grid(True, alpha=0.3)
     memory.axhline(goals["kib_per_stream"], color="black", linestyle="--", linewidth=0.8,
                    label="goal")
-    memory.set_xlabel("streams held")
+    memory.set_xlabel("streams opened")
     memory.set_ylabel("KiB of resident memory per stream")
-    memory.set_title("Memory per stream ((RSS - idle) / streams)", fontsize=10)
+    memory.set_title("Memory per stream held ((RSS - idle) / streams held)", fontsize=10)
     memory.legend(fontsize=7)
     memory.grid(True, alpha=0.3)
     bars: dict[str, float] = {}

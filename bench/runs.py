@@ -56,6 +56,7 @@ from bench.floor import Floor, floor_server
 from bench.load import (
     CHUNKS,
     CLIENT_TIMEOUT,
+    DISTURBED_CORES,
     FRESH_THREADS,
     MIB,
     Budget,
@@ -72,6 +73,7 @@ from bench.load import (
     direct_turns,
     event_loop_runner,
     function_run,
+    least_disturbed,
     measure,
     memory_bytes,
     new_thread,
@@ -90,6 +92,8 @@ WARMUP_SECONDS = 2.0
 SECONDS = 10.0
 QUICK_WARMUP_RUNS = 4
 QUICK_RUNS = 20
+MAX_ATTEMPTS = 2  # a phase disturbed by other load is measured again, up to this many times
+QUIET_WAIT_SECONDS = 10.0  # before a phase, wait this long at most for a quiet machine
 MODES = ("direct", "floor", "runstep")
 SERVER_ENV = {"RUNSTEP_REQUESTS_PER_MINUTE": "0"}  # measure runs, not the rate limiter
 HEADERS = auth_headers(API_KEY)
@@ -143,6 +147,11 @@ NOTES = [
     "numbers of that phase are disturbed.",
     "bottleneck: a process at >= 0.85 cores is limited by its one event loop; a machine at "
     ">= 90% of its cores is saturated as a whole.",
+    "The machine is shared: before each phase the benchmark waits (up to "
+    f"{QUIET_WAIT_SECONDS:g} s) for it to be quiet, and a phase during which other processes "
+    f"used more than {DISTURBED_CORES:g} cores is measured again (up to {MAX_ATTEMPTS} "
+    "attempts; the least disturbed is kept, `disturbed` says whether it still was; "
+    "`attempts` lists them all).",
 ]
 
 
@@ -178,10 +187,13 @@ class Plan:
     levels: tuple[int, ...]
     budget: Budget
     floor: bool = True
+    attempts: int = 1  # a phase disturbed by other load is measured again, up to this many times
+    quiet_seconds: float = 0.0  # before a phase, wait this long at most for a quiet machine
 
 
 def full_plan() -> Plan:
-    return Plan(tuple(SCENARIOS), LEVELS, Budget(warmup_seconds=WARMUP_SECONDS, seconds=SECONDS))
+    return Plan(tuple(SCENARIOS), LEVELS, Budget(warmup_seconds=WARMUP_SECONDS, seconds=SECONDS),
+                attempts=MAX_ATTEMPTS, quiet_seconds=QUIET_WAIT_SECONDS)
 
 
 def quick_plan() -> Plan:
@@ -280,30 +292,43 @@ async def _measure_scenario(targets: Targets, scenario: Scenario, plan: Plan,
     floor = targets.floor_client if scenario.floor and plan.floor else None
     if floor is not None:
         ok(await floor.put("/_floor/chat", json=bodies[0]))
+    modes = [mode for mode in MODES if mode != "floor" or floor is not None]
     levels: dict[str, Any] = {}
     for concurrency in plan.levels:
-        threads = await Threads.make(targets.runstep, concurrency, scenario.user_message)
-        workloads = {"direct": Workload(lambda i: direct_turns(targets.direct, bodies),
-                                        lambda i: direct_turns(targets.direct, bodies))}
-        if floor is not None:
-            workloads["floor"] = Workload(lambda i, c=floor: runstep_run(c, "thread", "asst"),
-                                          lambda i, c=floor: runstep_run(c, "thread", "asst"))
-        workloads["runstep"] = calls_on(threads, call)
         level: dict[str, Any] = {}
-        for mode, workload in workloads.items():
-            await SCRIPTS.reset(targets.control)
-            task = options.progress.add_task(
-                f"runs: {scenario.key}, {mode} at concurrency {concurrency}",
-                total=plan.budget.progress_total)
-            try:
-                phase = await measure(concurrency, workload, plan.budget, targets.meter,
-                                      lambda task=task: options.progress.advance(task))
-            finally:
-                options.progress.remove_task(task)
-            summary = summarize_phase(phase)
-            summary["bottleneck"] = bottleneck(summary["cpu"])
-            level[mode] = summary
-        level["runstep"]["threads"] = threads.describe()
+        for mode in modes:
+            label = f"runs: {scenario.key}, {mode} at concurrency {concurrency}"
+
+            async def attempt(mode: str = mode, concurrency: int = concurrency,
+                              label: str = label) -> dict[str, Any]:
+                threads = None
+                if mode == "direct":
+                    workload = Workload(lambda i: direct_turns(targets.direct, bodies),
+                                        lambda i: direct_turns(targets.direct, bodies))
+                elif mode == "floor":
+                    assert floor is not None
+                    workload = Workload(lambda i: runstep_run(floor, "thread", "asst"),
+                                        lambda i: runstep_run(floor, "thread", "asst"))
+                else:
+                    threads = await Threads.make(targets.runstep, concurrency,
+                                                 scenario.user_message)
+                    workload = calls_on(threads, call)
+                await SCRIPTS.reset(targets.control)
+                task = options.progress.add_task(label, total=plan.budget.progress_total)
+                try:
+                    phase = await measure(concurrency, workload, plan.budget, targets.meter,
+                                          lambda task=task: options.progress.advance(task))
+                finally:
+                    options.progress.remove_task(task)
+                summary = summarize_phase(phase)
+                summary["bottleneck"] = bottleneck(summary["cpu"])
+                if threads is not None:
+                    summary["threads"] = threads.describe()
+                return summary
+
+            level[mode] = await least_disturbed(
+                attempt, plan.attempts, plan.quiet_seconds,
+                lambda text: options.console.print(f"[yellow]{text}[/yellow]"), label)
         level["added"] = {mode: added(level[mode], level["direct"])
                           for mode in ("floor", "runstep") if mode in level}
         if "floor" in level and level["floor"]["per_second"]:
@@ -396,7 +421,9 @@ def _tables(scenarios: dict[str, Any], compared: dict[str, Any], budget: Budget)
                     continue
                 s = level[mode]
                 usage = s["cpu"]
-                latency.add_row(key, concurrency, mode, _num(s["per_second"]),
+                latency.add_row(key, concurrency,
+                                mode + (" [red](disturbed)[/red]" if s.get("disturbed") else ""),
+                                _num(s["per_second"]),
                                 _ms(s["ttft"], "p50_ms"), _ms(s["ttft"], "p99_ms"),
                                 _ms(s["total"], "p50_ms"), _ms(s["total"], "p99_ms"),
                                 str(s["total"]["n"] if s["total"] else 0), str(s["not_completed"]))
@@ -452,6 +479,8 @@ def measure_plan(plan: Plan, options: RunOptions) -> dict[str, Any]:
             "floor": "bench.floor: FastAPI StreamingResponse relaying the upstream"
                      if plan.floor else None,
             "searched_file_bytes": len(searched_text().encode()),
+            "attempts": plan.attempts, "quiet_wait_seconds": plan.quiet_seconds,
+            "disturbed_other_cores": DISTURBED_CORES,
             "targets": {k: f"{o} {b:g}" for k, (o, b) in TARGETS.items()},
         },
         "notes": NOTES,

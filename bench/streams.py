@@ -22,8 +22,8 @@ of its own in its own process:
    on what it adds), streams holding (first token seen, not ended) and stalled (no token in
    the window), CPU of every process over the window, and the target's resident memory at
    its end: memory per stream = (that - idle) / streams holding, and the marginal cost
-   between steps. Runstep runs with ``RUNSTEP_MAX_STREAMS`` and
-   ``RUNSTEP_WORKER_CONCURRENCY`` raised above the top step, the open-file limit is raised
+   between steps. Runstep runs with ``RUNSTEP_MAX_STREAMS``, ``RUNSTEP_MAX_STREAMS_PER_KEY``
+   and ``RUNSTEP_WORKER_CONCURRENCY`` raised above the top step, the open-file limit is raised
    for every process, and the per-key rate limit is off.
 
 The streams are read by this one load generator (httpx, uvloop); its CPU is reported.
@@ -46,6 +46,7 @@ from bench.floor import floor_server
 from bench.load import (
     CLIENT_TIMEOUT,
     MIB,
+    QUIET_CORES,
     Meter,
     Scripts,
     auth_headers,
@@ -57,6 +58,7 @@ from bench.load import (
     process_meter,
     read_run_stream,
     scripted_upstream,
+    wait_for_quiet,
 )
 
 API_KEY = "sk-bench-streams"
@@ -102,6 +104,7 @@ class Plan:
     relay_runs: int = 5
     relay_warmup: int = 1
     targets: tuple[str, ...] = TARGETS
+    quiet_seconds: float = 20.0  # before relay and before holding: wait for a quiet machine
 
 
 def full_plan() -> Plan:
@@ -110,13 +113,13 @@ def full_plan() -> Plan:
 
 def quick_plan() -> Plan:
     return Plan(steps=(20, 50), hold_tokens=40, settle_seconds=1.0, window_seconds=3.0,
-                relay_chunks=1000, relay_runs=2, relay_warmup=1)
+                relay_chunks=1000, relay_runs=2, relay_warmup=1, quiet_seconds=0.0)
 
 
 def tiny_plan() -> Plan:
     """For the smoke test."""
     return Plan(steps=(4,), hold_tokens=10, settle_seconds=0.5, window_seconds=1.5,
-                relay_chunks=200, relay_runs=1, relay_warmup=1)
+                relay_chunks=200, relay_runs=1, relay_warmup=1, quiet_seconds=0.0)
 
 
 def scripts(plan: Plan) -> Scripts:
@@ -171,7 +174,8 @@ def target_processes(name: str, plan: Plan) -> Iterator[tuple[str, int, int, str
         room = str(max(plan.steps) + 64)
         env = {"RUNSTEP_UPSTREAM_BASE_URL": upstream.base_url,
                "RUNSTEP_UPSTREAM_API_KEY": "sk-upstream", "RUNSTEP_REQUESTS_PER_MINUTE": "0",
-               "RUNSTEP_MAX_STREAMS": room, "RUNSTEP_WORKER_CONCURRENCY": room,
+               "RUNSTEP_MAX_STREAMS": room, "RUNSTEP_MAX_STREAMS_PER_KEY": room,
+               "RUNSTEP_WORKER_CONCURRENCY": room,
                "RUNSTEP_SHUTDOWN_SECONDS": "1"}
         with running_server("sqlite", [API_KEY], env=env) as server:
             assert server.process is not None
@@ -412,6 +416,7 @@ async def _measure_target(name: str, url: str, pid: int, upstream: tuple[int, st
             await _one_run(target)
         await asyncio.sleep(1.0)
         idle = target.rss_mib()
+        quiet = {"before_relay": await wait_for_quiet(QUIET_CORES, plan.quiet_seconds)}
         total = (plan.relay_warmup + plan.relay_runs) * (2 if name == TARGETS[0] else 1)
         task = options.progress.add_task(f"streams: {name} relay", total=total)
         try:
@@ -420,8 +425,10 @@ async def _measure_target(name: str, url: str, pid: int, upstream: tuple[int, st
         finally:
             options.progress.remove_task(task)
         await scripts(plan).reset(control)
+        quiet["before_held"] = await wait_for_quiet(QUIET_CORES, plan.quiet_seconds)
         steps = await held(target, plan, idle, options)
-    return {"idle_rss_mib": idle, "relay": relayed, "held": steps, "goals": goals_met(steps)}
+    return {"idle_rss_mib": idle, "relay": relayed, "held": steps, "goals": goals_met(steps),
+            "quiet_wait": quiet}
 
 
 def measure(plan: Plan, options: RunOptions) -> dict[str, Any]:
@@ -445,8 +452,9 @@ def measure(plan: Plan, options: RunOptions) -> dict[str, Any]:
             "settle_seconds": plan.settle_seconds, "window_seconds": plan.window_seconds,
             "relay_chunks": plan.relay_chunks, "relay_runs": plan.relay_runs,
             "relay_warmup": plan.relay_warmup, "warmup_runs": WARMUP_RUNS,
-            "file_limit": limit, "goals": GOALS,
+            "file_limit": limit, "goals": GOALS, "quiet_wait_seconds": plan.quiet_seconds,
             "runstep_env": {"RUNSTEP_MAX_STREAMS": max(plan.steps) + 64,
+                            "RUNSTEP_MAX_STREAMS_PER_KEY": max(plan.steps) + 64,
                             "RUNSTEP_WORKER_CONCURRENCY": max(plan.steps) + 64,
                             "RUNSTEP_REQUESTS_PER_MINUTE": 0, "store": "sqlite"},
         },
