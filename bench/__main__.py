@@ -11,7 +11,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import api_latency, code_interpreter, distributed, file_search, plots, runs, soak, streams
+from bench import (
+    api_latency,
+    code_interpreter,
+    distributed,
+    file_search,
+    plots,
+    runs,
+    soak,
+    streams,
+)
 from bench.common import RESULTS_DIR, Benchmark, RunOptions, write_result
 
 BENCHMARKS: dict[str, Benchmark] = {

@@ -20,11 +20,16 @@ class _Feed:
     def __init__(self, first_seq: int) -> None:
         self.first_seq = first_seq
         self.events: list[Event] = []
+        self.closed = False
 
     def after(self, seq: int) -> list[Event] | None:
+        """What memory holds after ``seq``; None when memory cannot say: ``seq`` is older than
+        the feed, or the feed is closed and has nothing newer (another process, or a later
+        recorder elsewhere, may be writing the run's next events to the log)."""
         if seq + 1 < self.first_seq:
             return None
-        return self.events[seq + 1 - self.first_seq :]
+        events = self.events[seq + 1 - self.first_seq :]
+        return None if self.closed and not events else events
 
 
 class LocalBus:
@@ -60,6 +65,7 @@ class LocalBus:
         feed = self._feeds.get(run_id)
         if feed is None:
             return
+        feed.closed = True
 
         def drop() -> None:
             if self._feeds.get(run_id) is feed:  # not replaced by a newer recorder's feed
