@@ -60,6 +60,10 @@ class HostedTools:
         self.db, self.blobs, self.settings = db, blobs, settings
         self.sandbox = Sandbox.from_settings(settings)
 
+    async def start(self) -> None:
+        """Remove what code sessions of killed processes left on this machine's disk."""
+        await self.sandbox.sweep_stale()
+
     async def close(self) -> None:
         await self.sandbox.close()
 

@@ -43,6 +43,7 @@ class Worker:
         self.ingester = Ingester(db, bus, blob_store(settings), settings, self.owner)
 
     async def start(self) -> None:
+        await self.executor.hosted.start()
         self._loops = [
             asyncio.create_task(self._claim_loop()),
             asyncio.create_task(self._sweep_loop()),

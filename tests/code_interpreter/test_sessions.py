@@ -1,6 +1,8 @@
 """Sessions: execution, persistence, files in and out, figures, idle expiry, failures to start."""
 
 import asyncio
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +178,46 @@ async def test_session_directories_are_removed(sandbox: Sandbox, data_dir: Path)
     assert len(list(sessions.iterdir())) == 1
     await sandbox.end_session("t")
     assert list(sessions.iterdir()) == []
+
+
+HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from runstep.tools.code_interpreter import Sandbox, SandboxConfig
+
+async def main() -> None:
+    sandbox = Sandbox(SandboxConfig(python=Path(sys.argv[1]), work_dir=Path(sys.argv[2])))
+    await sandbox.execute("k", "open('/mnt/data/f.txt', 'w').write('x')")
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_directories_of_a_killed_process_are_swept(
+    make_sandbox: Callable[..., Sandbox], sandbox_python: Path, data_dir: Path
+) -> None:
+    """A process SIGKILLed with a session open cannot remove its directory: the sweep of any
+    other process on the machine does, once nobody holds the session's slot."""
+    work = data_dir / "code-interpreter"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(sandbox_python), str(work),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert await asyncio.wait_for(holder.stdout.readline(), 60) == b"ready\n"
+    sandbox = make_sandbox()
+    await sandbox.execute("mine", "x = 1")
+    sessions = work / "sessions"
+    assert len(list(sessions.iterdir())) == 2
+    assert await sandbox.sweep_stale() == 0  # both sessions are alive
+    holder.send_signal(signal.SIGKILL)
+    await holder.wait()
+    assert await sandbox.sweep_stale() == 1
+    [left] = sessions.iterdir()
+    assert (await sandbox.execute("mine", "print(x)")).logs == "1\n"  # its own is untouched
+    assert left.exists()
 
 
 async def test_least_recently_used_idle_session_makes_room(

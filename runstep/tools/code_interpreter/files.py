@@ -169,6 +169,17 @@ def collect(
     return changed, after, left_out
 
 
+def slot_prefix(slot: int) -> str:
+    """How the directories of the sessions holding ``slot`` begin (``s<slot>-``)."""
+    return f"s{slot}-"
+
+
+def slot_of(directory: Path) -> int | None:
+    """The slot a session directory was made for, from its name; None if not one of ours."""
+    head, dash, _rest = directory.name.partition("-")
+    return int(head[1:]) if dash and head[:1] == "s" and head[1:].isdigit() else None
+
+
 def remove_tree(directory: Path) -> None:
     """Delete a session's directory, whatever modes the code left on it (call it once the
     sandbox is gone: nothing changes the tree any more)."""

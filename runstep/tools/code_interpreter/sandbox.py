@@ -3,7 +3,9 @@
 A slot numbers a live session; in root mode it picks the session's uid (``uid_base + slot``).
 Slots are claimed with a lock file under ``work_dir/slots`` (``flock``), so several server
 processes on one machine sharing the work directory (an API server and its workers) never give
-two live sessions the same uid."""
+two live sessions the same uid. A session's directory is named after its slot, so one whose
+slot nobody holds was left by a process that died (SIGKILL): it is removed when the slot is
+taken again and by the periodic sweep."""
 
 import asyncio
 import contextlib
@@ -136,6 +138,15 @@ class Sandbox:
             await self._end(current, reason)
         return ended
 
+    async def sweep_stale(self) -> int:
+        """Remove the session directories of slots no live process holds (left by a process
+        that was killed); returns how many were removed. Failures are logged, not raised."""
+        try:
+            return await asyncio.to_thread(self._sweep_stale)
+        except OSError:
+            log.exception("code interpreter: sweeping stale session directories failed")
+            return 0
+
     async def close(self) -> None:
         """End every session and stop reaping."""
         self._closed = True
@@ -163,6 +174,7 @@ class Sandbox:
     async def _reap_forever(self) -> None:
         interval = min(max(self.config.idle_seconds / 4, 0.05), 30.0)
         while True:
+            await self.sweep_stale()
             await asyncio.sleep(interval)
             try:
                 await self.reap_idle()
@@ -218,6 +230,7 @@ class Sandbox:
                 f"all {self.config.max_sessions} code interpreter sessions are executing"
             )
         try:
+            await asyncio.to_thread(self._remove_stale, slot)
             started = await Session.start(key, slot, self.config, interpreter, bwrap)
         except BaseException:
             self._release_slot(slot)
@@ -228,20 +241,51 @@ class Sandbox:
     def _take_slot(self) -> int | None:
         if len(self._slots) >= self.config.max_sessions:
             return None
-        directory = self.config.work_dir / "slots"
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for slot in range(MAX_SLOTS):
             if slot in self._slots:
                 continue
-            fd = os.open(directory / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # another process on this machine holds it
-                os.close(fd)
-                continue
-            self._slots[slot] = fd
-            return slot
+            fd = self._try_lock(slot)
+            if fd is not None:  # else another process on this machine holds it
+                self._slots[slot] = fd
+                return slot
         return None
+
+    def _sweep_stale(self) -> int:
+        sessions = self.config.work_dir / "sessions"
+        if not sessions.is_dir():
+            return 0
+        slots = {session_files.slot_of(path) for path in sessions.iterdir()}
+        removed = 0
+        for slot in sorted(slot for slot in slots if slot is not None and slot not in self._slots):
+            fd = self._try_lock(slot)
+            if fd is None:  # a live session in another process
+                continue
+            try:
+                removed += self._remove_stale(slot)
+            finally:
+                os.close(fd)
+        return removed
+
+    def _remove_stale(self, slot: int) -> int:
+        """Remove what sessions of ``slot`` left behind (the caller holds the slot)."""
+        sessions = self.config.work_dir / "sessions"
+        stale = list(sessions.glob(f"{session_files.slot_prefix(slot)}*"))
+        for directory in stale:
+            log.warning("code interpreter: removing %s, left by a process that died", directory)
+            session_files.remove_tree(directory)
+        return len(stale)
+
+    def _try_lock(self, slot: int) -> int | None:
+        """The descriptor of ``slot``'s lock file, locked; None if another holder has it."""
+        directory = self.config.work_dir / "slots"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(directory / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
 
     def _release_slot(self, slot: int) -> None:
         fd = self._slots.pop(slot, None)

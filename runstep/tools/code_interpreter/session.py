@@ -215,7 +215,7 @@ class Session:
     ) -> "Session":
         sessions_dir = config.work_dir / "sessions"
         sessions_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory = Path(tempfile.mkdtemp(prefix="s-", dir=sessions_dir))
+        directory = Path(tempfile.mkdtemp(prefix=session_files.slot_prefix(slot), dir=sessions_dir))
         uid = config.uid_base + slot if os.geteuid() == 0 else None
         if uid is not None:
             os.chown(directory, uid, uid)
