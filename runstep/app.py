@@ -45,7 +45,7 @@ log = logging.getLogger("runstep")
 
 async def open_database(settings: Settings) -> Database:
     """Connect; on the embedded default (SQLite) bring the schema up to date first."""
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, settings.database_pool_size)
     if db.is_sqlite:
         await migrate.upgrade(db.engine)
     elif await migrate.current_revision(db.engine) != migrate.head_revision():

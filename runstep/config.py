@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from runstep.store.db import DEFAULT_POOL_SIZE
+
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("runstep", appauthor=False))
@@ -22,6 +24,7 @@ class Settings:
 
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str | None = None
+    database_pool_size: int = DEFAULT_POOL_SIZE
     api_keys: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
@@ -93,6 +96,7 @@ class Settings:
         readers: dict[str, tuple[str, type]] = {
             "RUNSTEP_DATA_DIR": ("data_dir", Path),
             "RUNSTEP_DATABASE_URL": ("database_url", str),
+            "RUNSTEP_DATABASE_POOL_SIZE": ("database_pool_size", int),
             "RUNSTEP_RUN_EXPIRY_SECONDS": ("run_expiry_seconds", int),
             "RUNSTEP_POLL_AFTER_MS": ("poll_after_ms", int),
             "RUNSTEP_UPSTREAM_BASE_URL": ("upstream_base_url", str),

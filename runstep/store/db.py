@@ -39,7 +39,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_engine(url: str) -> AsyncEngine:
+#: Connections one process opens to PostgreSQL at most (``RUNSTEP_DATABASE_POOL_SIZE``).
+DEFAULT_POOL_SIZE = 20
+
+
+def create_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
     """An async engine for a SQLite or PostgreSQL URL, tuned for this server."""
     if url.startswith("sqlite"):
         database = sa.make_url(url).database
@@ -55,17 +59,20 @@ def create_engine(url: str) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     # Pre-ping costs a round trip per checkout but turns a connection that died with the
-    # server into a reconnect instead of a failed request. The pool is sized for the default
-    # worker concurrency, so connections are not opened and closed per request.
-    return create_async_engine(url, pool_size=40, max_overflow=40, pool_pre_ping=True)
+    # server into a reconnect instead of a failed request. The pool is a hard bound: beyond it
+    # transactions wait for a connection (each is held for milliseconds), so the processes of
+    # a deployment stay within PostgreSQL's max_connections instead of being refused by it.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True
+    )
 
 
 class Database:
     """Owns the engine. SQLite allows one writer, so writes are serialized in-process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
