@@ -9,6 +9,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import psycopg
 import sqlalchemy as sa
 from rich.console import Console
@@ -204,6 +206,41 @@ def running_server(
                 yield server
             finally:
                 server.stop()
+
+
+@contextmanager
+def announced_process(
+    command: Sequence[str], name: str, probe: str, timeout: float = 30.0
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start ``command``, which prints ``... listening on URL`` first; yield the process and
+    URL once ``URL + probe`` answers 200; stop it on exit. ``name`` is for errors."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening on " not in line:
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        url = line.rpartition("listening on ")[2].strip()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}{probe}", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{name} is not answering")
+            time.sleep(0.05)
+        yield process, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # --- running benchmarks ----------------------------------------------------------------------

@@ -21,7 +21,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from bench.common import REPO_ROOT
+from bench.common import announced_process
 
 MESSAGE_ID = "msg_floor"
 
@@ -111,33 +110,8 @@ class Floor:
 def floor_server(upstream: str, timeout: float = 30.0) -> Iterator[Floor]:
     """``python -m bench.floor`` relaying ``upstream`` on a free port, stopped on exit."""
     command = [sys.executable, "-m", "bench.floor", "--port", "0", "--upstream", upstream]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "listening on " not in line:
-            raise RuntimeError(f"the floor did not start: {line!r}")
-        url = line.rpartition("listening on ")[2].strip()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the floor is not answering")
-            time.sleep(0.05)
+    with announced_process(command, "the floor", "/health", timeout) as (process, url):
         yield Floor(process, url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> None:

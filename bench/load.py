@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import REPO_ROOT, summarize
+from bench.common import announced_process, summarize
 
 CHUNKS = 20
 FRESH_THREADS = True  # measured runs each on a new one-message thread (see Threads)
@@ -327,33 +327,8 @@ def scripted_upstream(chunks: int = CHUNKS, timeout: float = 30.0) -> Iterator[U
     ``chunks`` text chunks, no delay), stopped on exit."""
     command = [sys.executable, "-m", "tests.support.scripted_upstream", "--port", "0",
                "--chunks", str(chunks), "--chunk-delay", "0"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "scripted upstream listening on http://HOST:PORT/v1"
-        if "listening on " not in line:
-            raise RuntimeError(f"scripted upstream did not start: {line!r}")
-        base_url = line.rpartition("listening on ")[2].strip()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("scripted upstream is not answering")
-            time.sleep(0.05)
-        yield Upstream(process, base_url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    with announced_process(command, "scripted upstream", "/models", timeout) as (process, url):
+        yield Upstream(process, url)
 
 
 @dataclass(frozen=True)

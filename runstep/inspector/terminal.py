@@ -7,7 +7,7 @@ where the server runs. ``--json`` prints the same data for scripts."""
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -97,8 +97,15 @@ async def _store_view(db: Database, store_id: str) -> dict[str, Any]:
     return await inspector.vector_store_view(db, project, store_id)
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+def _show(
+    view: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], Iterable[Any]]
+) -> None:
+    """Print ``view`` as indented JSON, or as the rich blocks ``render`` makes of it."""
+    if as_json:
+        typer.echo(json.dumps(view, indent=2, ensure_ascii=False))
+        return
+    for block in render(view):
+        console.print(block)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -493,11 +500,7 @@ def runs_show(
     as_json: JsonOption = False,
 ) -> None:
     """A run's steps as a tree: timings (drawn to scale), tokens, tool calls, errors."""
-    view = _read(lambda db: _run_view(db, run_id))
-    if as_json:
-        _print_json(view)
-        return
-    console.print(run_tree(view))
+    _show(_read(lambda db: _run_view(db, run_id)), as_json, lambda view: [run_tree(view)])
 
 
 @runs_app.command("tail")
@@ -544,11 +547,7 @@ def vector_stores_show(
         view = _watch_ingestion(store_id) if wait else _read(lambda db: _store_view(db, store_id))
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
-    if as_json:
-        _print_json(view)
-        return
-    for block in store_report(view):
-        console.print(block)
+    _show(view, as_json, store_report)
 
 
 @threads_app.command("show")
@@ -557,9 +556,4 @@ def threads_show(
     as_json: JsonOption = False,
 ) -> None:
     """A thread: its metadata, its runs (status, model, duration, tokens) and messages."""
-    view = _read(lambda db: _thread_view(db, thread_id))
-    if as_json:
-        _print_json(view)
-        return
-    for block in thread_report(view):
-        console.print(block)
+    _show(_read(lambda db: _thread_view(db, thread_id)), as_json, thread_report)
