@@ -164,11 +164,12 @@ def migrate_with_cli(url: str) -> None:
 
 @contextmanager
 def postgres_database(
-    migrate: Callable[[str], None] = databases.migrate_sync,
+    migrate: Callable[[str], None] = databases.migrate_sync, keep: Sequence[bool] = (False,)
 ) -> Iterator[str]:
     """A fresh PostgreSQL database of its own (not the tests' shared template), brought to the
     newest schema by ``migrate`` (in process by default; ``migrate_with_cli`` runs
-    ``runstep migrate``), dropped on exit; yields its SQLAlchemy URL."""
+    ``runstep migrate``), dropped on exit unless ``keep[0]`` was set meanwhile; yields its
+    SQLAlchemy URL."""
     name = f"runstep_bench_{uuid.uuid4().hex[:12]}"
     with postgres_admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -178,7 +179,8 @@ def postgres_database(
         migrate(url)
         yield url
     finally:
-        databases.drop_postgres_database(url)
+        if not keep[0]:
+            databases.drop_postgres_database(url)
 
 
 @contextmanager

@@ -59,10 +59,9 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,7 @@ from bench.common import (
     RunOptions,
     migrate_with_cli,
     postgres_admin,
+    postgres_database,
     source_fingerprint,
     summarize,
     write_result,
@@ -92,7 +92,6 @@ from bench.load import (
     process_cpu_seconds,
     scripted_upstream,
 )
-from tests.support import databases
 from tests.support.processes import WorkerProcess
 from tests.support.server import ServerProcess
 from tests.support.upstream_script import Script, ToolCall
@@ -302,23 +301,6 @@ class SoakCluster:
 
 def _dsn(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def soak_database(keep: list[bool]) -> Iterator[str]:
-    """A fresh database migrated with ``runstep migrate``; dropped on exit unless ``keep[0]``
-    was set meanwhile."""
-    name = f"runstep_soak_{uuid.uuid4().hex[:12]}"
-    with postgres_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(databases.POSTGRES_URL).set(database=name).render_as_string(
-        hide_password=False)
-    try:
-        migrate_with_cli(url)
-        yield url
-    finally:
-        if not keep[0]:
-            databases.drop_postgres_database(url)
 
 
 # --- one run, as a client drives it --------------------------------------------------------------
@@ -1317,7 +1299,7 @@ def measure(plan: Plan, options: RunOptions) -> dict[str, Any]:
         with ExitStack() as stack:
             upstream = stack.enter_context(scripted_upstream())
             stack.callback(lambda: upstream.process.stdout and upstream.process.stdout.close())
-            url = stack.enter_context(soak_database(keep))
+            url = stack.enter_context(postgres_database(migrate_with_cli, keep))
             database = sa.make_url(url).database
             assert database is not None
             env = {"RUNSTEP_DATA_DIR": str(directory), "RUNSTEP_DATABASE_URL": url,
