@@ -6,6 +6,7 @@ building the SDK's typed chunk objects cost more CPU than everything else in a t
 """
 
 import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,12 +39,23 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 TRANSPORT_ERRORS = _transport_errors()
+
+
+def _unbounded_http_client() -> Any:
+    """The SDK's default HTTP client without its cap of 1,000 connections: each executing run
+    holds one, and runs are bounded already (``RUNSTEP_WORKER_CONCURRENCY``). Built from the
+    HTTP library the installed SDK uses (httpx, or httpx2 from SDK 3.x)."""
+    library = sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0]]
+    return openai.DefaultAsyncHttpxClient(
+        limits=library.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE)
+    )
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
 
 # Sent when no key is configured: the SDK insists on one, and falling back to
 # OPENAI_API_KEY would hand that key to whatever endpoint is configured.
 _NO_KEY = "runstep-no-key"
 LIST_TIMEOUT_SECONDS = 5.0
+KEEPALIVE = 100  # idle upstream connections kept for reuse (the SDK's default)
 MIN_SECRET_LENGTH = 8  # shorter header values (e.g. a version) are not scrubbed
 _REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -85,6 +97,7 @@ class OpenAICompatibleProvider:
             max_retries=upstream.max_retries,
             timeout=upstream.timeout_seconds,
             default_headers=dict(upstream.headers),
+            http_client=_unbounded_http_client(),
         )
 
     def _client_for(self, api_key: str | None) -> openai.AsyncOpenAI:
