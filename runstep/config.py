@@ -42,6 +42,7 @@ class Settings:
     worker_concurrency: int = 64
     run_worker: bool = True
     lease_seconds: float = 30.0
+    run_max_claims: int = 5
     delta_flush_seconds: float = 0.1
     worker_poll_seconds: float = 1.0
     sweep_seconds: float = 5.0
@@ -108,6 +109,7 @@ class Settings:
             "RUNSTEP_SECRET_KEY": ("secret_key", str),
             "RUNSTEP_WORKER_CONCURRENCY": ("worker_concurrency", int),
             "RUNSTEP_LEASE_SECONDS": ("lease_seconds", float),
+            "RUNSTEP_RUN_MAX_CLAIMS": ("run_max_claims", int),
             "RUNSTEP_DELTA_FLUSH_SECONDS": ("delta_flush_seconds", float),
             "RUNSTEP_WORKER_POLL_SECONDS": ("worker_poll_seconds", float),
             "RUNSTEP_SWEEP_SECONDS": ("sweep_seconds", float),

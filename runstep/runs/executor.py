@@ -79,7 +79,10 @@ class Executor:
         ACTIVE_RUNS.inc()
         keeper = asyncio.create_task(self._keep_lease(recorder, task))
         try:
-            await self._run_to_end(recorder)
+            if row.claims > self.settings.run_max_claims:
+                await self._give_up(recorder, row.claims - 1)
+            else:
+                await self._run_to_end(recorder)
         except (LeaseLost, *DATABASE_DOWN) as error:
             recorder.abandoned = True
             log.warning("abandoning %s (%r); it resumes once its lease lapses", row.id, error)
@@ -122,6 +125,21 @@ class Executor:
                 "failed",
                 {"code": "server_error", "message": "The server had an error while running."},
             )
+
+    async def _give_up(self, recorder: Recorder, interruptions: int) -> None:
+        """Fail a run whose worker stopped while executing it ``interruptions`` times in a row
+        (e.g. a run that crashes its worker every time) instead of retrying it until it
+        expires."""
+        ERRORS.labels("interrupted").inc()
+        log.error("run %s failed: interrupted %d times in a row", recorder.run["id"], interruptions)
+        if recorder.cancel_requested or recorder.run["status"] == "cancelling":
+            await recorder.finish("cancelled")
+            return
+        message = (
+            f"The run was interrupted {interruptions} times in a row (the worker executing it "
+            "stopped each time); it is not retried again."
+        )
+        await recorder.finish("failed", {"code": "server_error", "message": message})
 
     async def _keep_lease(self, recorder: Recorder, task: asyncio.Task[Any]) -> None:
         """Renew the lease every third of its length; stop ``task`` when a cancel is requested

@@ -25,6 +25,7 @@ class RunRow:
     cancel_requested: bool
     lease_owner: str | None
     lease_expires_at: float | None
+    claims: int  # by workers, since the lease was last given up cleanly (this one included)
     data: dict[str, Any]
     options: dict[str, Any]
 
@@ -43,6 +44,7 @@ def _row_columns() -> list[sa.Column[Any]]:
         RUNS.cancel_requested,
         RUNS.lease_owner,
         RUNS.lease_expires_at,
+        RUNS.claims,
         RUNS.data,
         RUNS.options,
     ]
@@ -79,7 +81,7 @@ async def claim(
     result = await conn.execute(
         tables.runs.update()
         .where(RUNS.pk.in_(candidates), _free(now))
-        .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+        .values(lease_owner=owner, lease_expires_at=now + lease_seconds, claims=RUNS.claims + 1)
         .returning(*_row_columns())
     )
     return [RunRow(**row._mapping) for row in result]
@@ -109,11 +111,13 @@ async def renew(
 ) -> LeaseState | None:
     """Extend the lease to ``until`` (or release it: None) and record ``last_seq`` when given
     (only the writer of the events may), in one statement that also fences: None means
-    ``owner`` no longer holds the lease."""
+    ``owner`` no longer holds the lease. Giving the lease up cleanly resets ``claims``."""
     values: dict[str, Any] = {
         "lease_expires_at": until,
         "lease_owner": owner if until is not None else None,
     }
+    if until is None:
+        values["claims"] = 0
     if last_seq is not None:
         values["last_seq"] = last_seq
     result = await conn.execute(

@@ -96,6 +96,8 @@ runs = _object_table(
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    # Claims by workers since the lease was last given up cleanly (runstep/runs/executor.py).
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     indexes=(
         sa.Index("ix_runs_thread", "thread_id", "pk"),
         sa.Index("ix_runs_status", "status", "pk"),

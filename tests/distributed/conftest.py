@@ -31,6 +31,7 @@ TIMINGS = {
     "RUNSTEP_SWEEP_SECONDS": "0.5",
     "RUNSTEP_DELTA_FLUSH_SECONDS": "0.05",
     "RUNSTEP_SHUTDOWN_SECONDS": "8",
+    "RUNSTEP_RUN_MAX_CLAIMS": "2",  # a run survives one crash; two in a row fail it
 }
 
 

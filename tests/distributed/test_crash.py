@@ -311,6 +311,33 @@ def test_last_seq_never_falls_behind_the_log(running: Cluster, streams: list) ->
         unstick(running, run_id)
 
 
+def test_a_run_that_keeps_losing_its_worker_fails(running: Cluster, streams: list[Any]) -> None:
+    """The worker executing the run is killed mid-stream twice in a row: the next worker to
+    claim it (past ``RUNSTEP_RUN_MAX_CLAIMS``, 2 here) fails it, saying why, instead of
+    retrying a run that may crash every worker until it expires."""
+    a = running.client(running.a)
+    assistant_id, thread_id = new_thread(a, scripted(running.upstream, slow_text(400, 0.05)))
+    stream = stream_run(running.a, thread_id, assistant_id, streams)
+    for _ in range(2):
+        seen = stream.names.count("thread.message.delta") + 5
+        stream.wait_count("thread.message.delta", seen, 20)  # a live worker is streaming it
+        holder = running.holder(stream.run_id)
+        assert holder.alive
+        holder.kill()
+        running.ensure_workers()
+    stream.join(20)
+    assert stream.ended_with("thread.run.failed"), stream.names[-4:]
+    run = a.beta.threads.runs.retrieve(stream.run_id, thread_id=thread_id)
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "server_error"
+    assert "interrupted 2 times in a row" in run.last_error.message
+    (message,) = a.beta.threads.messages.list(thread_id, run_id=run.id).data
+    assert message.status == "incomplete"  # what was streamed before the crashes stays
+    check_event_log(running.sql.events(run.id), "failed")
+    assert running.sql.value("SELECT claims FROM runs WHERE id = %s", run.id) == 0
+    assert running.sql.lease_owner(run.id) is None
+
+
 def unstick(cluster: Cluster, run_id: str) -> None:
     """Teardown for a run left stuck behind a stale ``last_seq`` (every resumption fails on a
     duplicate seq and keeps its lease until it lapses): end it in the database, unleased, so
