@@ -787,8 +787,15 @@ def runs_on(client: httpx.AsyncClient, threads: Threads, assistant_id: str) -> W
     return calls_on(threads, lambda thread: runstep_run(client, thread, assistant_id))
 
 
+KEEPALIVE_EXPIRY = 4.0  # under uvicorn's 5 s: the client drops an idle connection first
+
+
 def client_limits(concurrency: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+    """Room for ``concurrency`` requests; idle connections are dropped before the server's
+    keep-alive ends, so none is reused just as the server closes it (an ``httpx.ReadError``
+    after a pause between phases)."""
+    return httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8,
+                        keepalive_expiry=KEEPALIVE_EXPIRY)
 
 
 def event_loop_runner() -> Callable[[Awaitable[Any]], Any]:

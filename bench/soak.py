@@ -86,6 +86,7 @@ from bench.common import (
 from bench.load import (
     Upstream,
     auth_headers,
+    client_limits,
     event_loop_runner,
     machine_ticks,
     ok,
@@ -1141,8 +1142,7 @@ class Soak:
 
     async def main(self, assistants: Mapping[str, str]) -> dict[str, Any]:
         plan = self.plan
-        limits = httpx.Limits(max_connections=2 * plan.clients + 8,
-                              max_keepalive_connections=2 * plan.clients + 8)
+        limits = client_limits(2 * plan.clients)
         assert self.cluster.api is not None
         async with httpx.AsyncClient(base_url=self.cluster.api.url, headers=HEADERS,
                                      timeout=httpx.Timeout(60.0, connect=10.0),

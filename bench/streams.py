@@ -51,6 +51,7 @@ from bench.load import (
     Scripts,
     auth_headers,
     bottleneck,
+    client_limits,
     cpu_usage,
     event_loop_runner,
     memory_bytes,
@@ -399,7 +400,7 @@ def goals_met(steps: list[dict[str, Any]]) -> dict[str, Any]:
 async def _measure_target(name: str, url: str, pid: int, upstream: tuple[int, str], plan: Plan,
                           options: RunOptions) -> dict[str, Any]:
     top = max(plan.steps)
-    limits = httpx.Limits(max_connections=top + 8, max_keepalive_connections=top + 8)
+    limits = client_limits(top)
     control = httpx.AsyncClient(base_url=upstream[1].removesuffix("/v1"), timeout=30.0)
     target = Target(name, url, pid, upstream[0], upstream[1], control)
     target.client = httpx.AsyncClient(base_url=url, headers=HEADERS, limits=limits,
