@@ -12,7 +12,10 @@ Keyword search is dialect-specific (see migration 0004):
 
 Queries arrive here as a list of plain terms (see ``index.keyword_terms``); each is bound as a
 parameter (PostgreSQL) or quoted as an FTS5 string (SQLite), and the terms are OR-ed, so no user
-text is ever parsed as query syntax.
+text is ever parsed as query syntax. ``term_document_counts`` estimates how many chunks hold
+each term, so that search can draw its candidates from the rarer terms only
+(``keyword_search(candidates_from=...)``); on PostgreSQL the tsvectors are stored in the row
+(migration 0007), so that ranking does not fetch each from TOAST.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from runstep.store.tables import (
     POSTGRES_FTS_COLUMN,
     POSTGRES_FTS_CONFIG,
+    SQLITE_FTS_TABLE,
     chunk_store_versions,
     chunks,
 )
@@ -165,6 +169,72 @@ async def chunk_texts(conn: AsyncConnection, pks: Collection[int]) -> dict[int, 
     return dict(result.tuples().all())
 
 
+async def term_document_counts(
+    conn: AsyncConnection, terms: Sequence[str], *, cap: int
+) -> list[float]:
+    """How many chunks (of every project: the keyword index is one for all) hold each term,
+    estimated, and at most ``cap``: what ranking a keyword query costs per term.
+
+    SQLite: exact counts, each query stopping at ``cap`` rows of the term's FTS5 doclist.
+    PostgreSQL: the planner's statistics of ``text_search`` (``pg_stats``, refreshed by
+    ``ANALYZE``): the lexeme's frequency among the most common elements times the table's
+    estimated rows; a lexeme not listed gets half the least frequency listed (the planner's own
+    guess), a table never analyzed 0 for every term.
+    """
+    if not terms:
+        return []
+    if conn.dialect.name == "postgresql":
+        counts = await _postgres_term_counts(conn, terms)
+    else:
+        counts = await _sqlite_term_counts(conn, terms, cap)
+    return [min(float(count), cap) for count in counts]
+
+
+async def _sqlite_term_counts(conn: AsyncConnection, terms: Sequence[str], cap: int) -> list[int]:
+    params: dict[str, Any] = {"cap": cap}
+    columns = []
+    for number, term in enumerate(terms):
+        params[f"t{number}"] = _fts5_string(term)
+        columns.append(
+            f"(SELECT count(*) FROM (SELECT 1 FROM {SQLITE_FTS_TABLE} "
+            f"WHERE {SQLITE_FTS_TABLE} MATCH :t{number} LIMIT :cap))"
+        )
+    row = (await conn.execute(sa.text("SELECT " + ", ".join(columns)), params)).one()
+    return list(row)
+
+
+async def _postgres_term_counts(conn: AsyncConnection, terms: Sequence[str]) -> list[float]:
+    # most_common_elem_freqs: one frequency per element, then their minimum and maximum.
+    sql = f"""
+        WITH stats AS (
+            SELECT s.most_common_elems::text::text[] AS elems,
+                   s.most_common_elem_freqs AS freqs, greatest(c.reltuples, 0) AS rows
+            FROM pg_class AS c
+            JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            JOIN pg_stats AS s ON s.schemaname = n.nspname AND s.tablename = c.relname
+                AND s.attname = '{POSTGRES_FTS_COLUMN}'
+            WHERE c.oid = 'chunks'::regclass
+        )
+        SELECT t.number, min(coalesce(
+            stats.freqs[array_position(stats.elems, lexeme)],
+            stats.freqs[cardinality(stats.elems) + 1] / 2
+        ) * stats.rows)
+        FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS t(term, number)
+        CROSS JOIN stats
+        CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('{POSTGRES_FTS_CONFIG}', t.term)))
+            AS lexeme
+        GROUP BY t.number
+    """
+    result = await conn.execute(sa.text(sql), {"terms": list(terms)})
+    found = {int(number): count or 0.0 for number, count in result.all()}
+    return [found.get(number, 0.0) for number in range(1, len(terms) + 1)]
+
+
+def _fts5_string(term: str) -> str:
+    """``term`` as an FTS5 string: never parsed as query syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 async def keyword_search(
     conn: AsyncConnection,
     project_id: str,
@@ -173,18 +243,24 @@ async def keyword_search(
     *,
     limit: int,
     allowed_file_ids: Collection[str] | None = None,
+    candidates_from: Sequence[str] | None = None,
 ) -> list[KeywordMatch]:
-    """Chunks matching any of ``terms``, best first (ties by pk), at most ``limit``."""
+    """Chunks matching any of ``candidates_from`` (default: ``terms``), ranked by all of
+    ``terms``, best first (ties by pk), at most ``limit``."""
     if not terms or not store_ids or limit < 1:
         return []
+    required = list(terms if candidates_from is None else candidates_from)
     params: dict[str, Any] = {"project": project_id, "stores": list(store_ids), "limit": limit}
     binds = [sa.bindparam("stores", expanding=True)]
     if conn.dialect.name == "postgresql":
-        query_parts = []
-        for number, term in enumerate(terms):
-            params[f"t{number}"] = term
-            query_parts.append(f"plainto_tsquery('{POSTGRES_FTS_CONFIG}', :t{number})")
-        tsquery = "(" + " || ".join(query_parts) + ")"
+
+        def tsquery(words: Sequence[str], prefix: str) -> str:
+            parts = []
+            for number, word in enumerate(words):
+                params[f"{prefix}{number}"] = word
+                parts.append(f"plainto_tsquery('{POSTGRES_FTS_CONFIG}', :{prefix}{number})")
+            return "(" + " || ".join(parts) + ")"
+
         document = f"c.{POSTGRES_FTS_COLUMN}"  # to_tsvector('english', text), stored
         files = ""
         if allowed_file_ids is not None:
@@ -193,14 +269,17 @@ async def keyword_search(
             binds.append(sa.bindparam("files", type_=postgresql.ARRAY(sa.String)))
         sql = (
             f"SELECT c.pk, c.vector_store_id, c.file_id, c.chunk_index, "
-            f"ts_rank_cd({document}, {tsquery}) AS rank "
+            f"ts_rank_cd({document}, {tsquery(terms, 't')}) AS rank "
             f"FROM chunks AS c "
             f"WHERE c.project_id = :project AND c.vector_store_id IN :stores "
-            f"AND {document} @@ {tsquery}{files} "
+            f"AND {document} @@ {tsquery(required, 'r')}{files} "
             f"ORDER BY rank DESC, c.pk LIMIT :limit"
         )
     else:
-        params["match"] = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        # FTS5 computes bm25() over the terms of the MATCH only, and ranking a subset of the
+        # rows matching more terms costs about as much as ranking them all: rank by the
+        # candidate terms alone.
+        params["match"] = " OR ".join(_fts5_string(term) for term in required)
         files = ""
         if allowed_file_ids is not None:
             files = " AND c.file_id IN (SELECT value FROM json_each(:files))"

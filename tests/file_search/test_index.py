@@ -198,6 +198,45 @@ async def test_keyword_mode_finds_a_rare_word(
     assert_well_formed(hits)
 
 
+def test_selective_terms_keeps_the_rarest_within_the_budget() -> None:
+    terms = ["common", "rare", "middling", "rarest"]
+    counts = [900.0, 40.0, 300.0, 5.0]
+    assert index.selective_terms(terms, counts, 400) == ["rare", "middling", "rarest"]
+    assert index.selective_terms(terms, counts, 100) == ["rare", "rarest"]
+    assert index.selective_terms(terms, counts, 1) == ["rarest"]  # always the rarest
+    assert index.selective_terms(["a", "b"], [7.0, 7.0], 10) == ["a"]  # ties: query order
+
+
+async def analyzed(db: Database) -> Database:
+    """``db`` with planner statistics (PostgreSQL's term counts come from them)."""
+    if db.engine.dialect.name == "postgresql":
+        async with db.write() as conn:
+            await conn.execute(sa.text("ANALYZE chunks"))
+    return db
+
+
+async def test_term_document_counts(corpus_db: Database) -> None:
+    words = ["zorblatt", "quetzalcoatlus", "unheardofword", "the"]
+    async with (await analyzed(corpus_db)).read() as conn:
+        counts = await chunk_sql.term_document_counts(conn, words, cap=3)
+    if corpus_db.engine.dialect.name == "sqlite":
+        assert counts == [1, 2, 0, 3]  # exact, "the" (in most chunks) capped
+    else:  # estimates; "the" is a stop word there, in no tsvector
+        assert counts[3] == 0 and all(0 <= count <= 3 for count in counts)
+        assert counts[0] <= counts[1]
+
+
+async def test_keyword_candidates_come_from_the_rarest_terms(
+    corpus_db: Database, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await analyzed(corpus_db)
+    everything = await run(corpus_db, local_embedder, "zorblatt printer", mode="keyword")
+    assert {hit.chunk_index for hit in everything if hit.file_id == "file-manual"} == {0, 1}
+    monkeypatch.setattr(index, "KEYWORD_ROW_BUDGETS", {"sqlite": 1, "postgresql": 1})
+    hits = await run(corpus_db, local_embedder, "zorblatt printer", mode="keyword")
+    assert [(hit.file_id, hit.chunk_index) for hit in hits] == [("file-manual", 1)]
+
+
 async def test_hybrid_ranks_a_chunk_matching_both_first(
     corpus_db: Database, local_embedder: LocalEmbedder
 ) -> None:
@@ -211,11 +250,11 @@ async def test_hybrid_ranks_a_chunk_matching_both_first(
     assert "file-flight" in [hit.file_id for hit in vector[:3]]
     assert hybrid[0].file_id == "file-pterosaur"
     assert hybrid[0].score >= hybrid[1].score
-    assert hybrid[0].score > 0.5  # in both lists
+    assert hybrid[0].score > 1 / (1 + index.KEYWORD_WEIGHT)  # in both lists
     only_one_list = [
         hit for hit in hybrid if hit.file_id not in {"file-pterosaur", "file-giftshop"}
     ]
-    assert all(hit.score <= 0.5 for hit in only_one_list)
+    assert all(hit.score <= 1 / (1 + index.KEYWORD_WEIGHT) for hit in only_one_list)
 
 
 async def test_hybrid_still_works_without_keyword_matches(
@@ -248,9 +287,10 @@ async def test_search_is_deterministic(corpus_db: Database, local_embedder: Loca
 async def test_score_threshold(corpus_db: Database, local_embedder: LocalEmbedder) -> None:
     query = "How large was the wingspan of Quetzalcoatlus?"
     everything = await run(corpus_db, local_embedder, query, max_results=50)
-    high = await run(corpus_db, local_embedder, query, max_results=50, score_threshold=0.5)
-    assert high and all(hit.score >= 0.5 for hit in high)
-    assert high == [hit for hit in everything if hit.score >= 0.5]
+    cut = 0.7  # above the best score of a chunk in one list only (1 / 1.5)
+    high = await run(corpus_db, local_embedder, query, max_results=50, score_threshold=cut)
+    assert high and all(hit.score >= cut for hit in high)
+    assert high == [hit for hit in everything if hit.score >= cut]
     assert len(high) < len(everything)
     vector = await run(corpus_db, local_embedder, query, mode="vector", score_threshold=0.3)
     assert vector and all(hit.score >= 0.3 for hit in vector)
