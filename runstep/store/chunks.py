@@ -15,7 +15,7 @@ parameter (PostgreSQL) or quoted as an FTS5 string (SQLite), and the terms are O
 text is ever parsed as query syntax. ``term_document_counts`` estimates how many chunks hold
 each term, so that search can draw its candidates from the rarer terms only
 (``keyword_search(candidates_from=...)``); on PostgreSQL the tsvectors are stored in the row
-(migration 0007), so that ranking does not fetch each from TOAST.
+(migration 0008), so that ranking does not fetch each from TOAST.
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ cost, preferred scanning the whole table to using the GIN index. Applies to rows
 now on: older rows keep their out-of-line vectors until rewritten (re-ingesting their files, or
 ``UPDATE chunks SET text = text`` then ``VACUUM``). Nothing to do on SQLite.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
