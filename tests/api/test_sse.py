@@ -50,7 +50,7 @@ def test_json_data_reads_back_as_one_event(name: str, value: object) -> None:
     assert encoded.endswith("\n\n")
     [event] = parse(encoded)
     assert set(event) == {"event", "data"}
-    assert event["event"] == LINE.sub("", name).removeprefix(" ") or event["event"] == ""
+    assert event["event"] == LINE.sub("", name)  # "event: " + the name without line breaks
     assert json.loads(event["data"]) == value
     assert encoded.count("\ndata:") + encoded.startswith("data:") == 1  # one line: compact JSON
 
