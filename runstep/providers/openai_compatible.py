@@ -39,16 +39,6 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 TRANSPORT_ERRORS = _transport_errors()
-
-
-def _unbounded_http_client() -> Any:
-    """The SDK's default HTTP client without its cap of 1,000 connections: each executing run
-    holds one, and runs are bounded already (``RUNSTEP_WORKER_CONCURRENCY``). Built from the
-    HTTP library the installed SDK uses (httpx, or httpx2 from SDK 3.x)."""
-    library = sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0]]
-    return openai.DefaultAsyncHttpxClient(
-        limits=library.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE)
-    )
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
 
 # Sent when no key is configured: the SDK insists on one, and falling back to
@@ -64,6 +54,16 @@ _REASONS: dict[str, FinishReason] = {
     "length": "length",
     "content_filter": "content_filter",
 }
+
+
+def _unbounded_http_client() -> Any:
+    """The SDK's default HTTP client without its cap of 1,000 connections: each executing run
+    holds one, and runs are bounded already (``RUNSTEP_WORKER_CONCURRENCY``). Built from the
+    HTTP library the installed SDK uses (httpx, or httpx2 from SDK 3.x)."""
+    library = sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0]]
+    return openai.DefaultAsyncHttpxClient(
+        limits=library.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE)
+    )
 
 
 @dataclass

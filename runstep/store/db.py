@@ -62,9 +62,7 @@ def create_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
     # server into a reconnect instead of a failed request. The pool is a hard bound: beyond it
     # transactions wait for a connection (each is held for milliseconds), so the processes of
     # a deployment stay within PostgreSQL's max_connections instead of being refused by it.
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True
-    )
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
 class Database:
