@@ -44,6 +44,11 @@ class CancelRequested(Exception):
     """The run was asked to stop."""
 
 
+class RunInterrupted(Exception):
+    """The run's worker stopped while executing it too many times in a row (a run that crashes
+    every worker, say); the run fails with this message instead of being retried again."""
+
+
 @dataclass
 class Turn:
     """What one model turn produced."""
@@ -79,10 +84,7 @@ class Executor:
         ACTIVE_RUNS.inc()
         keeper = asyncio.create_task(self._keep_lease(recorder, task))
         try:
-            if row.claims > self.settings.run_max_claims:
-                await self._give_up(recorder, row.claims - 1)
-            else:
-                await self._run_to_end(recorder)
+            await self._run_to_end(recorder, row.claims)
         except (LeaseLost, *DATABASE_DOWN) as error:
             recorder.abandoned = True
             log.warning("abandoning %s (%r); it resumes once its lease lapses", row.id, error)
@@ -100,10 +102,10 @@ class Executor:
             keeper.cancel()
             await recorder.release()
 
-    async def _run_to_end(self, recorder: Recorder) -> None:
+    async def _run_to_end(self, recorder: Recorder, claims: int) -> None:
         """Drive the run; every failure but a lost lease or database ends it visibly."""
         try:
-            await self._drive(recorder)
+            await self._drive(recorder, claims)
         except CancelRequested:
             await recorder.finish("cancelled")
         except ProviderError as error:
@@ -112,8 +114,8 @@ class Executor:
             await recorder.finish(
                 "failed", {"code": ERROR_CODES[error.kind], "message": error.message}
             )
-        except ToolFailed as error:
-            ERRORS.labels("tool").inc()
+        except (ToolFailed, RunInterrupted) as error:
+            ERRORS.labels("tool" if isinstance(error, ToolFailed) else "interrupted").inc()
             log.warning("run %s failed: %s", recorder.run["id"], error)
             await recorder.finish("failed", {"code": "server_error", "message": str(error)})
         except (LeaseLost, *DATABASE_DOWN):
@@ -125,21 +127,6 @@ class Executor:
                 "failed",
                 {"code": "server_error", "message": "The server had an error while running."},
             )
-
-    async def _give_up(self, recorder: Recorder, interruptions: int) -> None:
-        """Fail a run whose worker stopped while executing it ``interruptions`` times in a row
-        (e.g. a run that crashes its worker every time) instead of retrying it until it
-        expires."""
-        ERRORS.labels("interrupted").inc()
-        log.error("run %s failed: interrupted %d times in a row", recorder.run["id"], interruptions)
-        if recorder.cancel_requested or recorder.run["status"] == "cancelling":
-            await recorder.finish("cancelled")
-            return
-        message = (
-            f"The run was interrupted {interruptions} times in a row (the worker executing it "
-            "stopped each time); it is not retried again."
-        )
-        await recorder.finish("failed", {"code": "server_error", "message": message})
 
     async def _keep_lease(self, recorder: Recorder, task: asyncio.Task[Any]) -> None:
         """Renew the lease every third of its length; stop ``task`` when a cancel is requested
@@ -160,9 +147,15 @@ class Executor:
             task.cancel()
             return
 
-    async def _drive(self, recorder: Recorder) -> None:
+    async def _drive(self, recorder: Recorder, claims: int) -> None:
+        """Execute the run (its ``claims``-th claim in a row) until it ends or waits."""
         if recorder.cancel_requested or recorder.run["status"] == "cancelling":
             raise CancelRequested
+        if claims > self.settings.run_max_claims:
+            raise RunInterrupted(
+                f"The run was interrupted {claims - 1} times in a row (the worker executing it "
+                "stopped each time); it is not retried again."
+            )
         await recorder.start()
         while True:
             if recorder.run["expires_at"] is not None and now() >= recorder.run["expires_at"]:
